@@ -1,0 +1,562 @@
+"""The ``harness`` command line: thin wiring over the library, one subcommand group per area.
+
+Exit codes: 0 success; 1 the command ran and found problems (integrity or quality); 2 bad
+arguments or bad input (one line on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness import __version__
+from harness.errors import EXIT_BAD_INPUT, EXIT_OK, EXIT_PROBLEMS, HarnessError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) so that every failure is a single line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+# --- capture -------------------------------------------------------------------------------
+
+
+def cmd_capture_record(args: argparse.Namespace) -> int:
+    from harness.datasets.recording import record_capture
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise HarnessError(f"{out}: already exists; pass --force to overwrite it")
+    meta = record_capture(
+        out, args.env, args.demonstrator, noise=args.noise, episodes=args.episodes, seed=args.seed
+    )
+    _out(
+        f"{out}: {meta.episodes} episodes, {meta.steps} steps of {args.demonstrator} "
+        f"(noise {args.noise}) in {meta.env_id}, seed {meta.seed}"
+    )
+    return EXIT_OK
+
+
+def cmd_capture_inspect(args: argparse.Namespace) -> int:
+    from harness.datasets.quality import inspect_capture
+
+    reports = [inspect_capture(p) for p in args.files]
+    _print_quality(reports, args.json, title=None)
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
+
+
+# --- dataset -------------------------------------------------------------------------------
+
+
+def _dataset(args: argparse.Namespace) -> tuple[Any, Path]:
+    """The loaded manifest of ``args.dataset`` and its checksum sheet path."""
+    from harness.datasets.manifest import load_manifest
+    from harness.datasets.registry import resolve
+
+    ref = resolve(args.dataset)
+    manifest = load_manifest(ref.manifest)
+    sheet = Path(args.checksums) if getattr(args, "checksums", None) else ref.checksums
+    return manifest, sheet
+
+
+def cmd_dataset_create(args: argparse.Namespace) -> int:
+    from harness.datasets.checksums import ChecksumSheet
+    from harness.datasets.manifest import new_manifest
+    from harness.datasets.paths import display
+    from harness.datasets.recording import make_env
+    from harness.datasets.registry import DATASETS_DIR, project_root
+
+    make_env(args.env).close()  # the environment must exist
+    root = Path(args.root) if args.root else project_root() / DATASETS_DIR
+    manifest_path = root / "manifests" / f"{args.name}.json"
+    sheet_path = root / "checksums" / f"{args.name}.json"
+    for path in (manifest_path, sheet_path):
+        if path.exists():
+            raise HarnessError(f"{path}: already exists; dataset '{args.name}' is taken")
+    captures = root / "captures" / args.name
+    manifest = new_manifest(manifest_path, args.name, args.env, captures, args.description)
+    captures.mkdir(parents=True, exist_ok=True)
+    manifest.save()
+    ChecksumSheet(sheet_path, args.name, {}).save()
+    _out(
+        f"created dataset '{args.name}' for {args.env}: manifest {display(manifest_path)}, "
+        f"checksum sheet {display(sheet_path)}, captures in {display(captures)}/"
+    )
+    return EXIT_OK
+
+
+def cmd_dataset_add(args: argparse.Namespace) -> int:
+    from harness.datasets.curation import add_capture
+
+    manifest, _ = _dataset(args)
+    entries = [add_capture(manifest, c, entry_id=args.id, copy=args.copy) for c in args.captures]
+    manifest.save()
+    for e in entries:
+        _out(
+            f"{manifest.dataset}: added '{e.id}' ({e.path}, {e.episodes} episodes, {e.steps} steps) as pending"
+        )
+    return EXIT_OK
+
+
+def cmd_dataset_review(args: argparse.Namespace) -> int:
+    from harness.datasets.curation import review
+    from harness.datasets.paths import display
+
+    manifest, sheet_path = _dataset(args)
+    status = "accepted" if args.accept else "rejected" if args.reject else "pending"
+    entry, sheet = review(manifest, args.id, status, args.reason or "", sheet_path)
+    _out(
+        f"{manifest.dataset}: '{entry.id}' is {entry.status}"
+        + (f" ({entry.reason})" if entry.reason else "")
+        + f"; checksum sheet {display(sheet.path)} lists {len(sheet.entries)} accepted capture(s)"
+    )
+    return EXIT_OK
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    from harness.datasets.paths import display
+
+    manifest, _ = _dataset(args)
+    entries = [e for e in manifest.entries if args.status in (None, e.status)]
+    if args.json:
+        _out(json.dumps([e.to_json() for e in entries], indent=2))
+        return EXIT_OK
+    rows = [("id", "status", "episodes", "steps", "demonstrator", "path", "reason")]
+    for e in entries:
+        demo = e.demonstrator.get("name", "?")
+        if "noise" in e.demonstrator:
+            demo += f" (noise {e.demonstrator['noise']})"
+        rows.append((e.id, e.status, str(e.episodes), str(e.steps), demo, e.path, e.reason))
+    _out(
+        f"{manifest.dataset} ({manifest.env_id}): {len(entries)} of {len(manifest.entries)} entries, "
+        f"captures in {display(manifest.captures_dir)}"
+    )
+    _table(rows)
+    return EXIT_OK
+
+
+def cmd_dataset_sheet(args: argparse.Namespace) -> int:
+    from harness.datasets.checksums import build_sheet
+    from harness.datasets.paths import display
+
+    manifest, sheet_path = _dataset(args)
+    sheet = build_sheet(manifest, sheet_path, jobs=args.jobs)
+    sheet.save()
+    _out(
+        f"{display(sheet_path)}: sha256 of {len(sheet.entries)} accepted capture(s) of '{manifest.dataset}'"
+    )
+    return EXIT_OK
+
+
+def cmd_dataset_verify(args: argparse.Namespace) -> int:
+    from harness.datasets.checksums import load_sheet
+    from harness.datasets.integrity import verify
+    from harness.datasets.paths import display
+    from harness.progress import bytes_bar
+
+    manifest, sheet_path = _dataset(args)
+    sheet = load_sheet(sheet_path)
+    total = sum(e.bytes for e in sheet.entries.values())
+    with bytes_bar(total, f"verify {manifest.dataset}", enabled=not args.json) as bar:
+        report = verify(manifest, sheet, jobs=args.jobs, progress=bar.update)
+    if args.json:
+        _out(json.dumps(report.to_json(), indent=2))
+    else:
+        for problem in report.problems:
+            _out(f"{manifest.dataset}: {problem.line()}")
+        size = sum(c["bytes"] for c in report.checked)
+        if report.ok:
+            _out(
+                f"{manifest.dataset}: OK: {len(report.checked)} accepted capture(s), {size:,} bytes, "
+                f"sha256 match {display(sheet_path)}"
+            )
+        else:
+            _out(
+                f"{manifest.dataset}: FAILED: {len(report.problems)} problem(s); "
+                f"{len(report.checked)} of {len(manifest.accepted())} accepted capture(s) verified"
+            )
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def cmd_dataset_export(args: argparse.Namespace) -> int:
+    from harness.datasets.checksums import export_sha256sums, load_sheet
+    from harness.datasets.paths import display
+
+    manifest, sheet_path = _dataset(args)
+    sheet = load_sheet(sheet_path)
+    output = Path(args.output) if args.output else manifest.captures_dir / "SHA256SUMS"
+    export_sha256sums(sheet, manifest, output)
+    _out(
+        f"{display(output)}: {len(sheet.entries)} line(s); check with: "
+        f"cd {display(output.parent)} && sha256sum -c {output.name}"
+    )
+    return EXIT_OK
+
+
+def cmd_dataset_inspect(args: argparse.Namespace) -> int:
+    from harness.datasets.quality import compare_entries, inspect_capture
+
+    manifest, _ = _dataset(args)
+    reports = []
+    for e in manifest.entries:
+        if args.status not in (None, e.status):
+            continue
+        q = inspect_capture(manifest.capture_path(e), expected_env=manifest.env_id)
+        q.entry, q.status = e.id, e.status
+        reports.append(q)
+    compare_entries(reports)
+    _print_quality(reports, args.json, title=f"{manifest.dataset} ({manifest.env_id})")
+    # Only accepted captures must be clean; finding faults in others is the point of reviewing.
+    return EXIT_PROBLEMS if any(r.errors and r.status == "accepted" for r in reports) else EXIT_OK
+
+
+def _print_quality(reports: list[Any], as_json: bool, title: str | None) -> None:
+    if as_json:
+        _out(json.dumps([r.to_json() for r in reports], indent=2))
+        return
+    from harness.datasets.paths import display
+
+    if title:
+        _out(f"{title}: {len(reports)} capture(s)")
+    rows = [
+        (
+            "entry",
+            "status",
+            "demonstrator",
+            "noise",
+            "episodes",
+            "steps",
+            "return mean [min, max]",
+            "actions (count, share)",
+            "check",
+        )
+    ]
+    for r in reports:
+        data = r.to_json()
+        ret = (
+            f"{data['return_mean']:.1f} [{data['return_min']:.0f}, {data['return_max']:.0f}]"
+            if data["return_mean"] is not None
+            else "-"
+        )
+        shares = r.action_shares()
+        acts = (
+            "  ".join(f"{a}: {c} ({shares[a]:.0%})" for a, c in sorted(r.action_counts.items()))
+            or "-"
+        )
+        verdict = "ERROR" if r.errors else "warn" if r.warnings else "ok"
+        rows.append(
+            (
+                r.entry or display(r.path),
+                r.status or "-",
+                r.demonstrator or "-",
+                "-" if r.noise is None else f"{r.noise:g}",
+                str(r.episodes),
+                str(r.steps),
+                ret,
+                acts,
+                verdict,
+            )
+        )
+    _table(rows)
+    for r in reports:
+        name = r.entry or display(r.path)
+        for message in r.errors:
+            _out(f"{name}: error: {message}")
+        for message in r.warnings:
+            _out(f"{name}: warning: {message}")
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        _out("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+# --- preflight -----------------------------------------------------------------------------
+
+
+def cmd_preflight_generate(args: argparse.Namespace) -> int:
+    from harness.datasets.paths import display
+    from harness.datasets.preflight import generate
+    from harness.datasets.registry import PREFLIGHT_DIR, project_root
+
+    out = Path(args.output) if args.output else project_root() / PREFLIGHT_DIR
+    manifest = generate(out)
+    _out(f"preflight bundle written under {display(out)} (manifest {display(manifest)})")
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------------
+
+DATASET_HELP = (
+    "dataset name (idle_v1, preflight, or a name registered under data/bc_datasets/) "
+    "or a path to a manifest file"
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harness",
+        description=(
+            "Dataset tooling and training harness for the Phase 5.4 ops rehearsal. "
+            "Exit codes: 0 ok, 1 problems found, 2 bad arguments or input."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    groups = parser.add_subparsers(
+        dest="group", metavar="{capture,dataset,preflight}", required=True
+    )
+
+    # capture
+    capture = groups.add_parser(
+        "capture",
+        help="record and inspect capture files (HDF5)",
+        description="Record and inspect capture files.",
+    )
+    capture_cmds = capture.add_subparsers(dest="command", required=True)
+    p = capture_cmds.add_parser(
+        "record",
+        help="record one capture with a scripted demonstrator",
+        description=(
+            "Run a scripted demonstrator in a Gymnasium environment and write one HDF5 capture. "
+            "--noise is the probability that a step's action is drawn uniformly at random instead of "
+            "the demonstrator's, modelling a human demonstrator's slips. The same arguments give a "
+            "byte-identical file."
+        ),
+    )
+    p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. CartPole-v1")
+    p.add_argument(
+        "--demonstrator",
+        default="heuristic",
+        help="scripted controller: heuristic (CartPole-v1), idle or random (any discrete "
+        "env); default %(default)s",
+    )
+    p.add_argument(
+        "--noise",
+        type=_probability,
+        default=0.0,
+        help="probability of a random action at each step, in [0, 1]; default %(default)s",
+    )
+    p.add_argument("--episodes", type=_positive, required=True, help="number of episodes")
+    p.add_argument("--seed", type=int, required=True, help="seed of the environment and the noise")
+    p.add_argument("-o", "--output", required=True, help="capture file to write (.h5)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_capture_record)
+
+    p = capture_cmds.add_parser(
+        "inspect",
+        help="quality check of capture files",
+        description="Quality check of loose capture files (exit 1 if any is malformed).",
+    )
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=cmd_capture_inspect)
+
+    # dataset
+    dataset = groups.add_parser(
+        "dataset",
+        help="manifests, reviews, checksum sheets, integrity",
+        description=(
+            "Curate datasets: create a manifest, add captures (pending), review them (accept/reject), "
+            "list them, write the checksum sheet of the accepted ones, verify integrity, export "
+            "SHA256SUMS and inspect capture quality. "
+            + DATASET_HELP[0].upper()
+            + DATASET_HELP[1:]
+            + "."
+        ),
+    )
+    dataset_cmds = dataset.add_subparsers(dest="command", required=True)
+
+    def with_dataset(p: argparse.ArgumentParser, sheet: bool = False) -> argparse.ArgumentParser:
+        p.add_argument("dataset", metavar="DATASET", help=DATASET_HELP)
+        if sheet:
+            p.add_argument(
+                "--checksums",
+                metavar="FILE",
+                help="checksum sheet to use (default: ../checksums/<dataset>.json "
+                "beside the manifest's folder)",
+            )
+        return p
+
+    p = dataset_cmds.add_parser(
+        "create",
+        help="create an empty dataset",
+        description="Create an empty manifest, checksum sheet and captures folder.",
+    )
+    p.add_argument("name", help="dataset name (letters, digits, _ . -)")
+    p.add_argument("--env", required=True, help="Gymnasium environment id of its captures")
+    p.add_argument("--root", help="datasets folder (default: data/bc_datasets of the project)")
+    p.add_argument("--description", help="free text stored in the manifest")
+    p.set_defaults(func=cmd_dataset_create)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "add",
+            help="add captures as pending",
+            description="Add capture files to a dataset with status pending.",
+        )
+    )
+    p.add_argument(
+        "captures", nargs="+", metavar="CAPTURE", help="capture file(s) in the captures folder"
+    )
+    p.add_argument("--id", help="entry id (default: the file name without .h5); one capture only")
+    p.add_argument(
+        "--copy",
+        action="store_true",
+        help="copy captures that lie outside the captures folder into it",
+    )
+    p.set_defaults(func=cmd_dataset_add)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "review",
+            help="accept, reject or reset an entry",
+            description="Set an entry's review status and rewrite the checksum sheet of the accepted "
+            "captures. Accepting a capture that the quality check finds malformed is refused.",
+        ),
+        sheet=True,
+    )
+    p.add_argument("id", help="entry id")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--accept", action="store_true")
+    verdict.add_argument("--reject", action="store_true", help="needs --reason")
+    verdict.add_argument("--pending", action="store_true", help="back to pending")
+    p.add_argument("--reason", help="why (required with --reject)")
+    p.set_defaults(func=cmd_dataset_review)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "list", help="list entries", description="List a dataset's entries."
+        )
+    )
+    p.add_argument("--status", choices=("accepted", "rejected", "pending"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dataset_list)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "sheet",
+            help="write the checksum sheet",
+            description="Hash every accepted capture and write the checksum sheet.",
+        ),
+        sheet=True,
+    )
+    p.add_argument("--jobs", type=_positive, help="files hashed in parallel (default: cores)")
+    p.set_defaults(func=cmd_dataset_sheet)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "verify",
+            help="check accepted captures against the checksum sheet",
+            description=(
+                "Recompute the sha256 of every accepted capture and compare it with the checksum "
+                "sheet. Reports every problem, one line each: digest mismatch, size mismatch, missing "
+                "file, unreadable file, accepted entry absent from the sheet, sheet entry not accepted, "
+                "files in the captures folder that no entry names. Exit 0 only when all match."
+            ),
+        ),
+        sheet=True,
+    )
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    p.add_argument("--jobs", type=_positive, help="files hashed in parallel (default: cores)")
+    p.set_defaults(func=cmd_dataset_verify)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "export",
+            help="write a SHA256SUMS file for coreutils",
+            description="Write the checksum sheet as a SHA256SUMS file that 'sha256sum -c' accepts; "
+            "paths are relative to the file's folder.",
+        ),
+        sheet=True,
+    )
+    p.add_argument(
+        "-o", "--output", help="file to write (default: SHA256SUMS in the captures folder)"
+    )
+    p.set_defaults(func=cmd_dataset_export)
+
+    p = with_dataset(
+        dataset_cmds.add_parser(
+            "inspect",
+            help="quality check of every entry",
+            description=(
+                "Per entry: malformed captures (missing datasets, length mismatches, NaN or inf "
+                "observations, actions outside the action space), per-action counts and episode "
+                "returns, with warnings for one dominant action or episodes ending early. Exit 1 if "
+                "an accepted capture is malformed."
+            ),
+        )
+    )
+    p.add_argument("--status", choices=("accepted", "rejected", "pending"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dataset_inspect)
+
+    # preflight
+    preflight = groups.add_parser(
+        "preflight",
+        help="the synthetic preflight bundle",
+        description="The synthetic preflight bundle.",
+    )
+    preflight_cmds = preflight.add_subparsers(dest="command", required=True)
+    p = preflight_cmds.add_parser(
+        "generate",
+        help="(re)generate the bundle byte-identically",
+        description="Write the synthetic preflight bundle (manifest, "
+        "checksum sheet, captures); deterministic.",
+    )
+    p.add_argument("-o", "--output", help="folder (default: artifacts/m5/preflight of the project)")
+    p.set_defaults(func=cmd_preflight_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "id", None) and getattr(args, "captures", None) and len(args.captures) > 1:
+        parser.error("--id names one capture; give one CAPTURE with it")
+    try:
+        return args.func(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"harness: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The capture format: one HDF5 file per recording session.
+
+Layout (see DESIGN.md)::
+
+    /                      attrs: env_id, demonstrator, demonstrator_params (JSON), seed,
+                                  format_version, episodes, steps
+    /data/demo_<k>/obs         (T, *obs_shape)  observation before each action
+    /data/demo_<k>/actions     (T, *act_shape)
+    /data/demo_<k>/rewards     (T,) float32
+    /data/demo_<k>/terminated  (T,) bool
+    /data/demo_<k>/truncated   (T,) bool
+
+Datasets are written with ``track_times=False`` and without any wall-clock data so that the same
+episodes give a byte-identical file, hence the same sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.atomic import atomic_path
+from harness.errors import CaptureError
+
+FORMAT_VERSION = 1
+REQUIRED_ATTRS = ("env_id", "demonstrator", "seed", "format_version")
+EPISODE_KEYS = ("obs", "actions", "rewards", "terminated", "truncated")
+_DEMO = re.compile(r"^demo_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode of a capture; every array has one row per step."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def episode_return(self) -> float:
+        return float(np.sum(self.rewards, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class CaptureMeta:
+    """The file attributes of a capture."""
+
+    env_id: str
+    demonstrator: str
+    demonstrator_params: dict[str, Any]
+    seed: int
+    format_version: int
+    episodes: int
+    steps: int
+
+    def demonstrator_record(self) -> dict[str, Any]:
+        """The manifest's ``demonstrator`` object for this capture."""
+        return {"name": self.demonstrator, **self.demonstrator_params, "seed": self.seed}
+
+
+def write_capture(
+    path: str | Path,
+    episodes: Sequence[Episode],
+    *,
+    env_id: str,
+    demonstrator: str,
+    demonstrator_params: dict[str, Any],
+    seed: int,
+) -> CaptureMeta:
+    """Write ``episodes`` to ``path`` atomically and deterministically."""
+    import h5py
+
+    meta = CaptureMeta(
+        env_id=env_id,
+        demonstrator=demonstrator,
+        demonstrator_params=dict(demonstrator_params),
+        seed=int(seed),
+        format_version=FORMAT_VERSION,
+        episodes=len(episodes),
+        steps=sum(len(e) for e in episodes),
+    )
+    with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w", libver="earliest") as f:
+        f.attrs["env_id"] = meta.env_id
+        f.attrs["demonstrator"] = meta.demonstrator
+        f.attrs["demonstrator_params"] = json.dumps(meta.demonstrator_params, sort_keys=True)
+        f.attrs["seed"] = np.int64(meta.seed)
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        f.attrs["episodes"] = np.int64(meta.episodes)
+        f.attrs["steps"] = np.int64(meta.steps)
+        data = f.create_group("data")
+        for k, episode in enumerate(episodes):
+            group = data.create_group(f"demo_{k}")
+            for key in EPISODE_KEYS:
+                array = np.ascontiguousarray(getattr(episode, key))
+                # Chunked + gzip keeps the committed datasets small; no timestamps for determinism.
+                options: dict[str, Any] = {"track_times": False}
+                if array.size >= 64:
+                    options.update(compression="gzip", compression_opts=4, shuffle=True)
+                group.create_dataset(key, data=array, **options)
+    return meta
+
+
+def _attr(f: Any, key: str, path: Path) -> Any:
+    try:
+        value = f.attrs[key]
+    except KeyError:
+        raise CaptureError(f"{path}: missing file attribute '{key}'") from None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_meta(f: Any, path: Path) -> CaptureMeta:
+    """Parse the attributes of an open capture file."""
+    params_text = f.attrs.get("demonstrator_params", "{}")
+    try:
+        params = json.loads(params_text.decode() if isinstance(params_text, bytes) else params_text)
+    except (json.JSONDecodeError, AttributeError):
+        raise CaptureError(f"{path}: attribute 'demonstrator_params' is not JSON") from None
+    data = f.get("data")
+    episode_names = [n for n in data if _DEMO.match(n)] if data is not None else []
+    try:
+        return CaptureMeta(
+            env_id=str(_attr(f, "env_id", path)),
+            demonstrator=str(_attr(f, "demonstrator", path)),
+            demonstrator_params=params if isinstance(params, dict) else {},
+            seed=int(_attr(f, "seed", path)),
+            format_version=int(_attr(f, "format_version", path)),
+            episodes=int(f.attrs.get("episodes", len(episode_names))),
+            steps=int(f.attrs.get("steps", -1)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise CaptureError(f"{path}: malformed file attribute: {exc}") from None
+
+
+def open_capture(path: str | Path) -> Any:
+    """Open a capture read-only; a file that is not HDF5 becomes a ``CaptureError``."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaptureError(f"{path}: capture file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise CaptureError(f"{path}: not a readable HDF5 capture ({exc})") from None
+
+
+def episode_names(f: Any) -> list[str]:
+    """``demo_<k>`` group names in episode order (numeric, not lexical)."""
+    data = f.get("data")
+    if data is None:
+        return []
+    names = [n for n in data if _DEMO.match(n)]
+    return sorted(names, key=lambda n: int(_DEMO.match(n).group(1)))  # type: ignore[union-attr]
+
+
+def read_capture(path: str | Path) -> tuple[CaptureMeta, list[Episode]]:
+    """Read a whole capture, raising ``CaptureError`` on any structural problem."""
+    path = Path(path)
+    with open_capture(path) as f:
+        meta = read_meta(f, path)
+        if meta.format_version != FORMAT_VERSION:
+            raise CaptureError(
+                f"{path}: format_version {meta.format_version} is not supported "
+                f"(this harness reads {FORMAT_VERSION})"
+            )
+        episodes = []
+        for name in episode_names(f):
+            group = f["data"][name]
+            missing = [k for k in EPISODE_KEYS if k not in group]
+            if missing:
+                raise CaptureError(f"{path}: data/{name} lacks dataset(s) {', '.join(missing)}")
+            arrays = {k: group[k][()] for k in EPISODE_KEYS}
+            lengths = {k: a.shape[0] if a.ndim else -1 for k, a in arrays.items()}
+            if len(set(lengths.values())) != 1:
+                raise CaptureError(
+                    f"{path}: data/{name} has datasets of different lengths {lengths}"
+                )
+            episodes.append(Episode(**arrays))
+    return meta, episodes

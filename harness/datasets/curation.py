@@ -1,0 +1,96 @@
+"""Curating a dataset: adding captures, reviewing them, keeping the checksum sheet in step.
+
+The checksum sheet is written whenever a review changes which captures are accepted, so that
+"accepted" and "has a sha256 on the sheet" never drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from harness.atomic import atomic_path
+from harness.datasets.capture import open_capture, read_meta
+from harness.datasets.checksums import ChecksumSheet, build_sheet
+from harness.datasets.manifest import Entry, Manifest
+from harness.datasets.paths import display
+from harness.datasets.quality import inspect_capture
+from harness.errors import CaptureError, HarnessError
+
+
+def add_capture(
+    manifest: Manifest,
+    capture: str | os.PathLike[str],
+    *,
+    entry_id: str | None = None,
+    copy: bool = False,
+) -> Entry:
+    """Add ``capture`` to ``manifest`` as ``pending`` (not saved).
+
+    The capture must lie in the captures folder, or ``copy`` copies it in. Its environment must
+    be the dataset's.
+    """
+    capture = Path(capture)
+    entry_id = entry_id or capture.stem
+    if any(e.id == entry_id for e in manifest.entries):
+        raise HarnessError(f"{manifest.path}: entry '{entry_id}' already exists")
+    with open_capture(capture) as f:
+        meta = read_meta(f, capture)
+    if meta.env_id != manifest.env_id:
+        raise CaptureError(
+            f"{capture}: recorded in {meta.env_id}, dataset '{manifest.dataset}' "
+            f"is for {manifest.env_id}"
+        )
+    root = Path(os.path.realpath(manifest.captures_dir))
+    real = Path(os.path.realpath(capture))
+    if not real.is_relative_to(root):
+        if not copy:
+            raise HarnessError(
+                f"{capture}: not inside the captures folder {display(root)}; "
+                f"record it there or pass --copy"
+            )
+        target = root / capture.name
+        if target.exists():
+            raise HarnessError(f"{target}: already exists; refusing to overwrite a capture")
+        with atomic_path(target, suffix=".h5.tmp") as tmp:
+            shutil.copyfile(capture, tmp)
+        real = target
+    entry = Entry(
+        id=entry_id,
+        path=real.relative_to(root).as_posix(),
+        status="pending",
+        episodes=meta.episodes,
+        steps=meta.steps,
+        demonstrator=meta.demonstrator_record(),
+        reason="",
+    )
+    manifest.entries.append(entry)
+    manifest.capture_path(entry)  # safety check on the stored path
+    return entry
+
+
+def review(
+    manifest: Manifest, entry_id: str, status: str, reason: str, sheet_path: str | os.PathLike[str]
+) -> tuple[Entry, ChecksumSheet]:
+    """Set an entry's status, then save the manifest and a fresh checksum sheet.
+
+    Accepting a capture that the quality check finds malformed is refused.
+    """
+    if status == "rejected" and not reason.strip():
+        raise HarnessError("--reject needs --reason: say why the capture is rejected")
+    entry = manifest.entry(entry_id)
+    if status == "accepted":
+        quality = inspect_capture(manifest.capture_path(entry), expected_env=manifest.env_id)
+        if quality.errors:
+            raise HarnessError(
+                f"{manifest.capture_path(entry)}: entry '{entry_id}' cannot be "
+                f"accepted: {quality.errors[0]}"
+            )
+    manifest.with_status(entry_id, status, reason)
+    sheet = build_sheet(manifest, sheet_path)
+    # Each file is written atomically; a crash between the two leaves a sheet and a manifest
+    # that disagree, which ``verify`` reports, never a half-written file.
+    sheet.save()
+    manifest.save()
+    return manifest.entry(entry_id), sheet

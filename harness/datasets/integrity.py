@@ -1,0 +1,225 @@
+"""Integrity verification of a dataset against its checksum sheet.
+
+In the manner of bagit's ``Bag.validate()``: cheap checks first (sheet against manifest, files
+present, sizes), then digests, hashed in parallel. Every problem is collected as a typed record
+and all of them are reported together; a read error is reported as unreadable, never as a
+mismatch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.datasets.checksums import ChecksumSheet, Digest, hash_files
+from harness.datasets.manifest import Manifest
+from harness.datasets.paths import display
+
+# Files that may sit in a captures folder without being captures.
+IGNORED_FILES = frozenset({"SHA256SUMS"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One integrity problem; ``kind`` is one of the ``verify_report`` schema's kinds."""
+
+    kind: str
+    entry: str | None
+    path: str
+    message: str
+    expected: Any = None
+    found: Any = None
+
+    def line(self) -> str:
+        return self.message
+
+
+@dataclass
+class VerifyReport:
+    dataset: str
+    manifest: Path
+    checksums: Path
+    checked: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        problems = []
+        for p in self.problems:
+            record = {k: v for k, v in asdict(p).items() if v is not None or k == "entry"}
+            problems.append(record)
+        return {
+            "dataset": self.dataset,
+            "manifest": str(self.manifest),
+            "checksums": str(self.checksums),
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": problems,
+        }
+
+
+def _problem(kind: str, entry: str | None, path: Path, what: str, **extra: Any) -> Problem:
+    where = f"entry '{entry}' ({display(path)})" if entry else display(path)
+    return Problem(kind, entry, str(path), f"{kind.replace('_', ' ')}: {where}: {what}", **extra)
+
+
+def verify(
+    manifest: Manifest,
+    sheet: ChecksumSheet,
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int], Any] | None = None,
+) -> VerifyReport:
+    """Check every accepted capture of ``manifest`` against ``sheet``; never raises on data."""
+    report = VerifyReport(manifest.dataset, manifest.path, sheet.path)
+    problems = report.problems
+    if sheet.dataset != manifest.dataset:
+        problems.append(
+            _problem(
+                "path_mismatch",
+                None,
+                sheet.path,
+                f"sheet is for dataset '{sheet.dataset}', manifest is for '{manifest.dataset}'",
+                expected=manifest.dataset,
+                found=sheet.dataset,
+            )
+        )
+
+    accepted = {e.id: e for e in manifest.accepted()}
+    for key, s in sorted(sheet.entries.items()):
+        if key not in accepted:
+            status = next(
+                (e.status for e in manifest.entries if e.id == key), "absent from the manifest"
+            )
+            problems.append(
+                _problem(
+                    "not_accepted",
+                    key,
+                    manifest.captures_dir / s.path,
+                    f"listed in the checksum sheet {display(sheet.path)} but its "
+                    f"manifest status is {status}",
+                )
+            )
+
+    to_hash: list[tuple[str, Path, int]] = []
+    for entry in manifest.accepted():
+        path = manifest.capture_path(entry)
+        expected = sheet.entries.get(entry.id)
+        if expected is None:
+            problems.append(
+                _problem(
+                    "not_in_sheet",
+                    entry.id,
+                    path,
+                    f"accepted but absent from the checksum sheet {display(sheet.path)}",
+                )
+            )
+            continue
+        if expected.path != entry.path:
+            problems.append(
+                _problem(
+                    "path_mismatch",
+                    entry.id,
+                    path,
+                    f"sheet names '{expected.path}', manifest names '{entry.path}'",
+                    expected=entry.path,
+                    found=expected.path,
+                )
+            )
+            continue
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            problems.append(_problem("file_missing", entry.id, path, "capture file does not exist"))
+            continue
+        except OSError as exc:
+            problems.append(_problem("file_unreadable", entry.id, path, exc.strerror or str(exc)))
+            continue
+        if size != expected.bytes:
+            problems.append(
+                _problem(
+                    "size_mismatch",
+                    entry.id,
+                    path,
+                    f"expected {expected.bytes} bytes, found {size}",
+                    expected=expected.bytes,
+                    found=size,
+                )
+            )
+            continue
+        to_hash.append((entry.id, path, expected.bytes))
+
+    problems.extend(_unexpected_files(manifest))
+
+    digests = hash_files([p for _, p, _ in to_hash], jobs=jobs, progress=progress)
+    for (entry_id, path, _), result in zip(to_hash, digests, strict=True):
+        if isinstance(result, OSError):
+            problems.append(
+                _problem("file_unreadable", entry_id, path, result.strerror or str(result))
+            )
+            continue
+        assert isinstance(result, Digest), "hash_files returns a Digest or an OSError"
+        expected_sha = sheet.entries[entry_id].sha256
+        if result.sha256 != expected_sha:
+            problems.append(
+                _problem(
+                    "digest_mismatch",
+                    entry_id,
+                    path,
+                    f"sha256 expected {expected_sha}, found {result.sha256}",
+                    expected=expected_sha,
+                    found=result.sha256,
+                )
+            )
+        elif result.bytes != sheet.entries[entry_id].bytes:  # file changed size while being read
+            problems.append(
+                _problem(
+                    "size_mismatch",
+                    entry_id,
+                    path,
+                    f"expected {sheet.entries[entry_id].bytes} bytes, read {result.bytes}",
+                    expected=sheet.entries[entry_id].bytes,
+                    found=result.bytes,
+                )
+            )
+        else:
+            report.checked.append(
+                {
+                    "id": entry_id,
+                    "path": sheet.entries[entry_id].path,
+                    "bytes": result.bytes,
+                    "sha256": result.sha256,
+                }
+            )
+    return report
+
+
+def _unexpected_files(manifest: Manifest) -> list[Problem]:
+    """Files in the captures folder that no manifest entry names (of any status)."""
+    root = manifest.captures_dir
+    if not root.is_dir():
+        return []
+    known = {os.path.realpath(manifest.capture_path(e)) for e in manifest.entries}
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            if name in IGNORED_FILES or name.startswith("."):
+                continue
+            if os.path.realpath(path) not in known:
+                found.append(
+                    _problem(
+                        "unexpected_file",
+                        None,
+                        path,
+                        f"in the captures folder but not in the manifest {display(manifest.path)}",
+                    )
+                )
+    return found

@@ -1,0 +1,95 @@
+"""Dataset names: ``idle_v1``, ``preflight``, any registered name, or a manifest path.
+
+The same resolution serves ``harness dataset ...``, the trainer and the rehearsal's
+``--dataset``. Registered datasets live under ``data/bc_datasets/`` of the project root; the
+synthetic preflight bundle lives under ``artifacts/m5/preflight/``. Both use the same layout::
+
+    <root>/manifests/<name>.json
+    <root>/checksums/<name>.json
+    <root>/captures/<name>/...
+
+so a manifest's checksum sheet is ``../checksums/<dataset>.json`` next to its folder, unless given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+DEFAULT_DATASET = "idle_v1"
+PREFLIGHT = "preflight"
+DATASETS_DIR = Path("data/bc_datasets")
+PREFLIGHT_DIR = Path("artifacts/m5/preflight")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def project_root() -> Path:
+    """The project checkout: ``$HARNESS_ROOT``, else the checkout this package was installed
+    from (``pip install -e .``), else the working folder."""
+    env = os.environ.get("HARNESS_ROOT")
+    if env:
+        return Path(env)
+    source = Path(__file__).resolve().parents[2]
+    if (source / DATASETS_DIR).is_dir():
+        return source
+    return Path.cwd()
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Where a dataset's files are."""
+
+    name: str
+    manifest: Path
+    checksums: Path
+
+
+def sheet_beside(manifest: Path, dataset: str) -> Path:
+    """The conventional checksum sheet of a manifest: ``../checksums/<dataset>.json``."""
+    return manifest.parent.parent / "checksums" / f"{dataset}.json"
+
+
+def registered_names(root: Path | None = None) -> list[str]:
+    root = root or project_root()
+    names = {p.stem for p in (root / DATASETS_DIR / "manifests").glob("*.json")}
+    if (root / PREFLIGHT_DIR / "manifests" / f"{PREFLIGHT}.json").is_file():
+        names.add(PREFLIGHT)
+    return sorted(names)
+
+
+def looks_like_path(arg: str) -> bool:
+    return "/" in arg or os.sep in arg or arg.endswith(".json")
+
+
+def resolve(arg: str, root: Path | None = None) -> DatasetRef:
+    """Resolve a dataset name or manifest path; the sheet path follows the layout convention.
+
+    For a manifest path the dataset name is read from the manifest itself.
+    """
+    root = root or project_root()
+    if not arg:
+        raise HarnessError("empty dataset name")
+    if arg == PREFLIGHT:
+        manifest = root / PREFLIGHT_DIR / "manifests" / f"{PREFLIGHT}.json"
+        return DatasetRef(PREFLIGHT, manifest, sheet_beside(manifest, PREFLIGHT))
+    if not looks_like_path(arg):
+        manifest = root / DATASETS_DIR / "manifests" / f"{arg}.json"
+        if not _NAME.match(arg) or not manifest.is_file():
+            known = ", ".join(registered_names(root)) or "none"
+            raise HarnessError(
+                f"unknown dataset '{arg}' (registered under {root / DATASETS_DIR}: "
+                f"{known}); give a manifest path to use another"
+            )
+        return DatasetRef(arg, manifest, sheet_beside(manifest, arg))
+    manifest = Path(arg)
+    from harness.validation import load_json
+
+    doc = load_json(manifest, "manifest")
+    name = doc.get("dataset") if isinstance(doc, dict) else None
+    if not isinstance(name, str) or not _NAME.match(name):
+        name = manifest.stem  # the schema check that follows names the real problem
+    return DatasetRef(name, manifest, sheet_beside(manifest, name))

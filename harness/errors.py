@@ -1,0 +1,31 @@
+"""Exceptions and exit codes shared by the library and the CLI.
+
+Every error a user can cause (bad input, unsafe paths, schema violations) is a
+``HarnessError`` whose message is one line naming the file and what is wrong; the
+CLI prints it without a traceback and exits with ``EXIT_BAD_INPUT``.
+"""
+
+from __future__ import annotations
+
+# Exit codes of the ``harness`` CLI (documented in the README).
+EXIT_OK = 0
+EXIT_PROBLEMS = 1  # the command ran and found problems (integrity, quality)
+EXIT_BAD_INPUT = 2  # bad arguments or input files; nothing was written
+
+
+class HarnessError(Exception):
+    """A problem with user input, reported as one line and exit code 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class SchemaError(HarnessError):
+    """A JSON or YAML document does not match its schema."""
+
+
+class UnsafePathError(HarnessError):
+    """A path in a manifest is absolute, contains '..' or resolves outside its folder."""
+
+
+class CaptureError(HarnessError):
+    """A capture file cannot be read as a capture."""

@@ -1,0 +1,79 @@
+"""Load JSON documents and validate them against the project's JSON Schemas.
+
+Messages name the file and the key path of the first offending value, so that a user can fix a
+hand-edited manifest without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from harness.errors import HarnessError, SchemaError
+
+
+@cache
+def validator(name: str) -> Draft202012Validator:
+    """The validator of ``harness/schemas/<name>.schema.json``."""
+    text = resources.files("harness.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def key_path(error: ValidationError) -> str:
+    """``entries[2].status`` style path of a validation error ("(top level)" for the root)."""
+    parts: list[str] = []
+    for part in error.absolute_path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts) or "(top level)"
+
+
+def schema_problems(document: Any, schema: str) -> list[str]:
+    """Every violation of ``schema`` in ``document``, as ``key: message`` strings, in key order."""
+    errors = sorted(
+        validator(schema).iter_errors(document), key=lambda e: list(map(str, e.absolute_path))
+    )
+    return [f"{key_path(e)}: {e.message}" for e in errors]
+
+
+def check(document: Any, schema: str, source: str | Path) -> None:
+    """Raise ``SchemaError`` naming ``source`` and the first offending key if ``document`` is invalid."""
+    problems = schema_problems(document, schema)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise SchemaError(f"{source}: {problems[0]}{more}")
+
+
+def load_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file, turning missing files and syntax errors into one-line errors."""
+    path = Path(path)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{path}: is a folder, expected a {what} (JSON file)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: cannot read {what}: {exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HarnessError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def load_validated(path: str | Path, schema: str, what: str) -> Any:
+    document = load_json(path, what)
+    check(document, schema, path)
+    return document
