@@ -166,12 +166,12 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_sheet(args: argparse.Namespace) -> int:
-    from harness.datasets.checksums import build_sheet
+    from harness.datasets.checksums import build_sheet, save_sheet
     from harness.datasets.paths import display
 
     manifest, sheet_path = _dataset(args)
     sheet = build_sheet(manifest, sheet_path, jobs=args.jobs)
-    sheet.save()
+    save_sheet(sheet, manifest)
     _out(
         f"{display(sheet_path)}: sha256 of {len(sheet.entries)} accepted capture(s) of '{manifest.dataset}'"
     )
@@ -209,12 +209,12 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
-    from harness.datasets.checksums import export_sha256sums, load_sheet
+    from harness.datasets.checksums import SUMS_NAME, export_sha256sums, load_sheet
     from harness.datasets.paths import display
 
     manifest, sheet_path = _dataset(args)
     sheet = load_sheet(sheet_path)
-    output = Path(args.output) if args.output else manifest.captures_dir / "SHA256SUMS"
+    output = Path(args.output) if args.output else manifest.captures_dir / SUMS_NAME
     export_sha256sums(sheet, manifest, output)
     _out(
         f"{display(output)}: {len(sheet.entries)} line(s); check with: "
@@ -496,7 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
             "export",
             help="write a SHA256SUMS file for coreutils",
             description="Write the checksum sheet as a SHA256SUMS file that 'sha256sum -c' accepts; "
-            "paths are relative to the file's folder.",
+            "paths are relative to the file's folder. A SHA256SUMS in the captures folder is kept "
+            "up to date by later reviews.",
         ),
         sheet=True,
     )

@@ -14,6 +14,11 @@ from harness.validation import schema_problems
 from .conftest import Dataset, assert_one_line_error, call_cli, run_cli
 
 
+def record(*extra: str | Path) -> tuple[str | Path, ...]:
+    """``harness capture record`` on CartPole-v1 for one episode, plus ``extra`` arguments."""
+    return ("capture", "record", "--env", "CartPole-v1", "--episodes", "1", *extra)
+
+
 @pytest.mark.parametrize("name", ["idle_v1", "preflight"])
 def test_committed_datasets_verify(name: str) -> None:
     result = run_cli("dataset", "verify", name)
@@ -84,38 +89,20 @@ def test_curation_flow(tmp_path: Path) -> None:
     captures = root / "captures" / "demo"
     for cid, demo, noise in (("good", "heuristic", "0.1"), ("lazy", "idle", "0")):
         r = call_cli(
-            "capture",
-            "record",
-            "--env",
-            "CartPole-v1",
-            "--demonstrator",
-            demo,
-            "--noise",
-            noise,
-            "--episodes",
-            "1",
-            "--seed",
-            "3",
-            "-o",
-            captures / f"{cid}.h5",
+            *record(
+                "--demonstrator",
+                demo,
+                "--noise",
+                noise,
+                "--seed",
+                "3",
+                "-o",
+                captures / f"{cid}.h5",
+            )
         )
         assert r.returncode == 0, r.stderr
     loose = tmp_path / "loose.h5"
-    assert (
-        call_cli(
-            "capture",
-            "record",
-            "--env",
-            "CartPole-v1",
-            "--episodes",
-            "1",
-            "--seed",
-            "4",
-            "-o",
-            loose,
-        ).returncode
-        == 0
-    )
+    assert call_cli(*record("--seed", "4", "-o", loose)).returncode == 0
     assert (
         call_cli("dataset", "add", manifest, captures / "good.h5", captures / "lazy.h5").returncode
         == 0
@@ -158,9 +145,14 @@ def test_curation_flow(tmp_path: Path) -> None:
     assert inspect.returncode == 0
     assert "lazy: warning: one action dominates: action 0 is 100% of steps" in inspect.stdout
 
+    # An exported SHA256SUMS follows later reviews.
+    assert call_cli("dataset", "export", manifest).returncode == 0
+    assert (captures / "SHA256SUMS").read_text().endswith("  good.h5\n")
+
     # Un-accepting removes the capture from the sheet again.
     assert call_cli("dataset", "review", manifest, "good", "--pending").returncode == 0
     assert json.loads((root / "checksums" / "demo.json").read_text())["entries"] == {}
+    assert (captures / "SHA256SUMS").read_text() == ""
     assert_one_line_error(
         call_cli("dataset", "create", "demo", "--env", "CartPole-v1", "--root", root),
         "already exists",
@@ -190,51 +182,10 @@ def test_accepting_a_malformed_capture_is_refused(small_dataset: Dataset) -> Non
             ("missing/manifest.json", "manifest not found"),
         ),
         (("dataset", "verify"), ("required", "DATASET")),
+        (record("--seed", "1", "--noise", "2", "-o", "x.h5"), ("--noise", "outside [0, 1]")),
+        (record("--seed", "1", "-o", "x.h5", "--env", "Nope-v9"), ("Nope-v9", "registry")),
         (
-            (
-                "capture",
-                "record",
-                "--env",
-                "CartPole-v1",
-                "--episodes",
-                "1",
-                "--seed",
-                "1",
-                "--noise",
-                "2",
-                "-o",
-                "x.h5",
-            ),
-            ("--noise", "outside [0, 1]"),
-        ),
-        (
-            (
-                "capture",
-                "record",
-                "--env",
-                "Nope-v9",
-                "--episodes",
-                "1",
-                "--seed",
-                "1",
-                "-o",
-                "x.h5",
-            ),
-            ("Nope-v9", "registry"),
-        ),
-        (
-            (
-                "capture",
-                "record",
-                "--env",
-                "CartPole-v1",
-                "--episodes",
-                "zero",
-                "--seed",
-                "1",
-                "-o",
-                "x.h5",
-            ),
+            record("--seed", "1", "-o", "x.h5", "--episodes", "zero"),
             ("--episodes", "not an integer"),
         ),
         (("frobnicate",), ("invalid choice",)),
@@ -277,18 +228,7 @@ def test_missing_sheet_is_one_line(small_dataset: Dataset) -> None:
 
 def test_record_refuses_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "c.h5"
-    args = (
-        "capture",
-        "record",
-        "--env",
-        "CartPole-v1",
-        "--episodes",
-        "1",
-        "--seed",
-        "1",
-        "-o",
-        out,
-    )
+    args = record("--seed", "1", "-o", out)
     assert run_cli(*args).returncode == 0
     before = out.read_bytes()
     assert_one_line_error(run_cli(*args), "already exists", "--force")

@@ -168,6 +168,18 @@ def sha256sums_text(
     return "".join(lines)
 
 
+SUMS_NAME = "SHA256SUMS"
+
+
+def save_sheet(sheet: ChecksumSheet, manifest: Manifest) -> None:
+    """Save ``sheet``, and refresh the captures folder's SHA256SUMS if there is one, so that
+    ``sha256sum -c`` never checks against a stale list."""
+    sheet.save()
+    sums = manifest.captures_dir / SUMS_NAME
+    if sums.is_file():
+        export_sha256sums(sheet, manifest, sums)
+
+
 def export_sha256sums(
     sheet: ChecksumSheet, manifest: Manifest, output: str | os.PathLike[str]
 ) -> Path:

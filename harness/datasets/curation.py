@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.atomic import atomic_path
 from harness.datasets.capture import open_capture, read_meta
-from harness.datasets.checksums import ChecksumSheet, build_sheet
+from harness.datasets.checksums import ChecksumSheet, build_sheet, save_sheet
 from harness.datasets.manifest import Entry, Manifest
 from harness.datasets.paths import display
 from harness.datasets.quality import inspect_capture
@@ -91,6 +91,6 @@ def review(
     sheet = build_sheet(manifest, sheet_path)
     # Each file is written atomically; a crash between the two leaves a sheet and a manifest
     # that disagree, which ``verify`` reports, never a half-written file.
-    sheet.save()
+    save_sheet(sheet, manifest)
     manifest.save()
     return manifest.entry(entry_id), sheet

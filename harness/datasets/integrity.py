@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.checksums import ChecksumSheet, Digest, hash_files
+from harness.datasets.checksums import SUMS_NAME, ChecksumSheet, Digest, hash_files
 from harness.datasets.manifest import Manifest
 from harness.datasets.paths import display
 
 # Files that may sit in a captures folder without being captures.
-IGNORED_FILES = frozenset({"SHA256SUMS"})
+IGNORED_FILES = frozenset({SUMS_NAME})
 
 
 @dataclass(frozen=True)
