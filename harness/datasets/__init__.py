@@ -1,0 +1,12 @@
+"""The dataset layer: everything downstream reads data through it.
+
+- ``capture``: the HDF5 capture format (write, read, open read-only)
+- ``demonstrators``, ``recording``: scripted demonstrators and recording them in Gymnasium
+- ``manifest``: manifests and their entries; ``paths``: safe capture-path resolution
+- ``checksums``: sha256 hashing, checksum sheets, SHA256SUMS export
+- ``integrity``: ``verify`` a dataset against its sheet, collecting typed problems
+- ``quality``: ``inspect`` captures for malformed content and demonstrator behaviour
+- ``curation``: add and review captures, keeping the sheet in step
+- ``registry``: dataset names (idle_v1, preflight, manifest paths)
+- ``preflight``: the synthetic preflight bundle
+"""
