@@ -141,3 +141,14 @@ def test_parallel_hashing_matches_serial(tmp_path: Path, jobs: int) -> None:
     serial = hash_files(paths, jobs=1)
     assert hash_files(paths, jobs=jobs) == serial
     assert [d.bytes for d in serial] == [(1 << 20) * (i + 1) + 1 for i in range(5)]
+
+
+def test_sheet_of_another_dataset_and_unknown_sheet_entry(small_dataset: Dataset) -> None:
+    doc = json.loads(small_dataset.sheet_path.read_text())
+    doc["dataset"] = "other"
+    doc["entries"]["ghost"] = dict(doc["entries"]["a"], path="ghost.h5")
+    small_dataset.sheet_path.write_text(json.dumps(doc))
+    report = _verify(small_dataset)
+    assert _kinds(report) == [("dataset_mismatch", None), ("not_accepted", "ghost")]
+    assert "the manifest has no such entry" in report.problems[1].message
+    assert schema_problems(report.to_json(), "verify_report") == []

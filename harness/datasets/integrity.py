@@ -82,7 +82,7 @@ def verify(
     if sheet.dataset != manifest.dataset:
         problems.append(
             _problem(
-                "path_mismatch",
+                "dataset_mismatch",
                 None,
                 sheet.path,
                 f"sheet is for dataset '{sheet.dataset}', manifest is for '{manifest.dataset}'",
@@ -94,16 +94,16 @@ def verify(
     accepted = {e.id: e for e in manifest.accepted()}
     for key, s in sorted(sheet.entries.items()):
         if key not in accepted:
-            status = next(
-                (e.status for e in manifest.entries if e.id == key), "absent from the manifest"
+            status = next((e.status for e in manifest.entries if e.id == key), None)
+            where = (
+                f"its manifest status is {status}" if status else "the manifest has no such entry"
             )
             problems.append(
                 _problem(
                     "not_accepted",
                     key,
                     manifest.captures_dir / s.path,
-                    f"listed in the checksum sheet {display(sheet.path)} but its "
-                    f"manifest status is {status}",
+                    f"listed in the checksum sheet {display(sheet.path)} but {where}",
                 )
             )
 
