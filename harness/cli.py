@@ -193,7 +193,7 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
         _out(json.dumps(report.to_json(), indent=2))
     else:
         for problem in report.problems:
-            _out(f"{manifest.dataset}: {problem.line()}")
+            _out(f"{manifest.dataset}: {problem.message}")
         size = sum(c["bytes"] for c in report.checked)
         if report.ok:
             _out(

@@ -126,8 +126,6 @@ def read_meta(f: Any, path: Path) -> CaptureMeta:
         params = json.loads(params_text.decode() if isinstance(params_text, bytes) else params_text)
     except (json.JSONDecodeError, AttributeError):
         raise CaptureError(f"{path}: attribute 'demonstrator_params' is not JSON") from None
-    data = f.get("data")
-    episode_names = [n for n in data if _DEMO.match(n)] if data is not None else []
     try:
         return CaptureMeta(
             env_id=str(_attr(f, "env_id", path)),
@@ -135,7 +133,7 @@ def read_meta(f: Any, path: Path) -> CaptureMeta:
             demonstrator_params=params if isinstance(params, dict) else {},
             seed=int(_attr(f, "seed", path)),
             format_version=int(_attr(f, "format_version", path)),
-            episodes=int(f.attrs.get("episodes", len(episode_names))),
+            episodes=int(f.attrs.get("episodes", len(episode_names(f)))),
             steps=int(f.attrs.get("steps", -1)),
         )
     except (TypeError, ValueError) as exc:

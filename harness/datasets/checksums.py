@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from harness.errors import HarnessError
 from harness.validation import check, load_json
 
 BLOCK = 1 << 20
+SUMS_NAME = "SHA256SUMS"  # the coreutils export kept in a captures folder
 SCHEMA_VERSION = 1
 
 
@@ -76,14 +77,9 @@ def hash_files(
             return i, exc
 
     workers = jobs or default_jobs(len(paths))
-    if workers == 1:
-        done: Iterable[tuple[int, Digest | OSError]] = map(one, order)
-        for i, result in done:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sha256") as pool:
+        for i, result in pool.map(one, order):
             results[i] = result
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sha256") as pool:
-            for i, result in pool.map(one, order):
-                results[i] = result
     return results
 
 
@@ -166,9 +162,6 @@ def sha256sums_text(
             raise HarnessError(f"{sheet.path}: entry '{key}': path cannot be written to SHA256SUMS")
         lines.append(f"{e.sha256}  {rel}\n")
     return "".join(lines)
-
-
-SUMS_NAME = "SHA256SUMS"
 
 
 def save_sheet(sheet: ChecksumSheet, manifest: Manifest) -> None:

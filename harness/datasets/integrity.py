@@ -33,9 +33,6 @@ class Problem:
     expected: Any = None
     found: Any = None
 
-    def line(self) -> str:
-        return self.message
-
 
 @dataclass
 class VerifyReport:
