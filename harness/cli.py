@@ -316,6 +316,149 @@ def cmd_preflight_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- config --------------------------------------------------------------------------------
+
+
+def cmd_config_overlay(args: argparse.Namespace) -> int:
+    from harness.config import changed_keys, load_config, overlay
+
+    before = load_config(args.base)
+    after = overlay(args.base, args.output, args.set, dataset=args.dataset)
+    changed = ", ".join(changed_keys(before, after)) or "nothing"
+    _out(f"wrote {args.output} (overlay of {args.base}; changed {changed})")
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from harness.config import load_config
+
+    config = load_config(args.config)
+    # A config is only usable with its dataset; outputs are created by the run.
+    for key, path in (
+        ("dataset.manifest", config.dataset.manifest),
+        ("dataset.checksums", config.dataset.checksums),
+    ):
+        if not path.is_file():
+            raise HarnessError(f"{args.config}: {key}: {path} is not a file")
+    sys.stdout.write(config.to_yaml())
+    _out(f"# config hash: {config.hash()}")
+    return EXIT_OK
+
+
+# --- train ---------------------------------------------------------------------------------
+
+TRAIN_DESCRIPTION = (
+    "Run the training stages of a config. --mode bc trains behaviour cloning on the dataset's "
+    "accepted captures (after verifying their checksums), applies the gate (hold-out accuracy >= "
+    "bc.accuracy_threshold and above the majority-class baseline), then promotes the checkpoint "
+    "or rolls back. Each stage appends its record to <log dir>/anneal_results.json."
+)
+TRAIN_EPILOG = (
+    "exit codes: 0 every gate passed; 1 the dataset failed its integrity check (nothing "
+    "trained); 2 bad arguments or input (one line on stderr, nothing written); 3 a gate failed "
+    'and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged)'
+)
+MODES = ("bc", "ppo", "mixed")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
+    return value
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", metavar="CONFIG", help="training config (YAML) or an overlay of it")
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=MODES,
+        help="bc: behaviour cloning and its gate; mixed: BC, then PPO with the BC loss annealed "
+        "away; ppo: PPO from scratch (ppo and mixed come with part 2 and are not built yet)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=_positive,
+        metavar="N",
+        help="epochs of the last stage: BC epochs with --mode bc, PPO epochs with ppo and mixed "
+        "(default: the config's)",
+    )
+    p.add_argument(
+        "--ppo-log", metavar="FILE", help="JSON Lines log of every PPO update (ppo and mixed)"
+    )
+    p.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="folder of anneal_results.json and of rejected checkpoints "
+        "(default: the config's output.log_dir)",
+    )
+    p.add_argument("--seed", type=_non_negative, metavar="S", help="instead of the config's seed")
+    p.add_argument("--run", metavar="NAME", help="run name in the records (default: CONFIG's stem)")
+    p.add_argument(
+        "--unverified",
+        action="store_true",
+        help="train without verifying the captures' checksums first (logged as verified: false)",
+    )
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from harness.errors import EXIT_ROLLED_BACK
+
+    if args.mode != "bc":
+        raise HarnessError(
+            f"--mode {args.mode} comes with part 2 of the training harness (PPO), which is not "
+            "built yet; --mode bc works today"
+        )
+    if args.ppo_log:
+        raise HarnessError("--ppo-log is for --mode ppo and mixed; --mode bc runs no PPO")
+    overrides: dict[str, Any] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.epochs is not None:
+        overrides["bc.epochs"] = args.epochs
+    if args.log_dir:
+        overrides["output.log_dir"] = Path(args.log_dir).absolute()
+
+    from harness.datasets.paths import display
+    from harness.training import TrainingHarness
+
+    harness = TrainingHarness(
+        args.config, overrides=overrides, verify=not args.unverified, run=args.run
+    )
+    r = harness.run_bc_training()
+    hold, train = r.holdout_size, r.train_size
+    _out(
+        f"bc {r.record['dataset']}: hold-out accuracy {r.accuracy:.4f} on {hold['steps']} steps "
+        f"of {hold['episodes']} episodes (trained on {train['steps']} steps of "
+        f"{train['episodes']} episodes); threshold {r.threshold:g}, majority baseline "
+        f"{r.majority_baseline:.4f}"
+        + ("" if harness.verify else "; captures NOT verified (--unverified)")
+    )
+    if r.passed:
+        _out(f"bc: gate passed; promoted {r.checkpoint_id} ({display(r.checkpoint)})")
+    else:
+        kept = (
+            f"promoted {r.promoted_checkpoint} unchanged"
+            if r.promoted_checkpoint
+            else ("nothing promoted")
+        )
+        _out(f"bc: gate FAILED: {'; '.join(r.reasons)}")
+        _out(f"bc: rolled back ({kept}); failed checkpoint kept at {display(r.checkpoint)}")
+    _out(f"log: {display(r.log)}")
+    if r.rolled_back:
+        print(
+            f"harness: gate failed, run rolled back (exit {EXIT_ROLLED_BACK}): {r.reasons[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_ROLLED_BACK
+    return EXIT_OK
+
+
 # --- parser --------------------------------------------------------------------------------
 
 DATASET_HELP = (
@@ -334,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     groups = parser.add_subparsers(
-        dest="group", metavar="{capture,dataset,preflight}", required=True
+        dest="group", metavar="{capture,dataset,preflight,config,train}", required=True
     )
 
     # capture
@@ -537,7 +680,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", help="folder (default: artifacts/m5/preflight of the project)")
     p.set_defaults(func=cmd_preflight_generate)
+
+    # config
+    config = groups.add_parser(
+        "config",
+        help="check training configs and derive overlays",
+        description=(
+            "Training configs (YAML, checked against harness/schemas/config.schema.json). "
+            "Relative paths in a config resolve against the config file's own folder."
+        ),
+    )
+    config_cmds = config.add_subparsers(dest="command", required=True)
+    p = config_cmds.add_parser(
+        "overlay",
+        help="write a config derived from a base with a few keys changed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Write OUT: a complete, standalone config equal to BASE except for the keys given.
+
+--set KEY=VALUE replaces one key (repeat it for more), e.g.
+    --set bc.accuracy_threshold=0.95   --set output.log_dir=runs/strict/logs
+KEY is a dotted key the schema knows (bc.epochs, ppo.target_kl, output.checkpoint_dir...).
+VALUE is parsed as YAML: 0.95 and 1e-3 are numbers, null is null, [32, 32] is a list, true
+is a boolean. A key that takes text (paths, env.id) keeps VALUE as typed, so
+output.log_dir=2024 is the folder '2024'. --dataset sets dataset.manifest and
+dataset.checksums from a dataset name or manifest path; --set dataset.manifest alone also
+points dataset.checksums at that manifest's ../checksums/<name>.json.
+
+Paths: a relative path in BASE is relative to BASE's folder; a relative path given with --set
+is relative to the working folder (what you mean when you type it); an absolute path stays
+absolute. In OUT, every path that was relative is written relative to OUT's own folder, so OUT
+points at the same files wherever it is written. Everything is validated before anything is written;
+on an error nothing is written (exit 2). OUT is overwritten if it exists, but never BASE.""",
+    )
+    p.add_argument("base", metavar="BASE", help="the config to derive from")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="the config to write")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="replace one key; VALUE is YAML (repeatable)",
+    )
+    p.add_argument("--dataset", metavar="NAME|PATH", help=DATASET_HELP)
+    p.set_defaults(func=cmd_config_overlay)
+
+    p = config_cmds.add_parser(
+        "check",
+        help="validate a config and print it resolved",
+        description=(
+            "Validate CONFIG, check that its dataset's manifest and checksum sheet exist, and print "
+            "the complete config (defaults filled in, absolute paths) as YAML, followed by "
+            "'# config hash: <sha256>': the hash of the training recipe, which the output folders "
+            "do not change. Exit 0 if valid, else 2 with one line on stderr."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG", help="config file (YAML)")
+    p.set_defaults(func=cmd_config_check)
+
+    # train (also scripts/run_training.py)
+    p = groups.add_parser(
+        "train",
+        help="run the training stages of a config (BC; PPO with part 2)",
+        description=TRAIN_DESCRIPTION,
+        epilog=TRAIN_EPILOG,
+    )
+    add_train_arguments(p)
     return parser
+
+
+def train_main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """``scripts/run_training.py``: ``harness train`` as a command of its own."""
+    parser = _Parser(prog=prog, description=TRAIN_DESCRIPTION, epilog=TRAIN_EPILOG)
+    add_train_arguments(parser)
+    return _run(parser.parse_args(argv))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -545,6 +761,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "id", None) and getattr(args, "captures", None) and len(args.captures) > 1:
         parser.error("--id names one capture; give one CAPTURE with it")
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a command; a user's mistake is one line on stderr and an exit code, no traceback."""
     try:
         return args.func(args)
     except HarnessError as exc:

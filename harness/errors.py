@@ -11,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_PROBLEMS = 1  # the command ran and found problems (integrity, quality)
 EXIT_BAD_INPUT = 2  # bad arguments or input files; nothing was written
+EXIT_ROLLED_BACK = 3  # training ran, a gate failed, and the run rolled back (nothing promoted)
 
 
 class HarnessError(Exception):
@@ -29,3 +30,9 @@ class UnsafePathError(HarnessError):
 
 class CaptureError(HarnessError):
     """A capture file cannot be read as a capture."""
+
+
+class IntegrityError(HarnessError):
+    """The dataset failed its checksum verification, so training refused to start."""
+
+    exit_code = EXIT_PROBLEMS

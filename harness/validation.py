@@ -7,6 +7,8 @@ hand-edited manifest without reading a traceback.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -29,8 +31,12 @@ def validator(name: str) -> Draft202012Validator:
 
 def key_path(error: ValidationError) -> str:
     """``entries[2].status`` style path of a validation error ("(top level)" for the root)."""
+    return _format_path(error.absolute_path)
+
+
+def _format_path(path: Iterable[Any]) -> str:
     parts: list[str] = []
-    for part in error.absolute_path:
+    for part in path:
         if isinstance(part, int):
             parts.append(f"[{part}]")
         else:
@@ -38,12 +44,43 @@ def key_path(error: ValidationError) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _unknown_keys(error: ValidationError) -> list[Any]:
+    """The keys an ``additionalProperties: false`` error is about (none for other errors)."""
+    if error.validator != "additionalProperties" or error.validator_value is not False:
+        return []
+    if not isinstance(error.instance, dict) or not isinstance(error.schema, dict):
+        return []
+    known = error.schema.get("properties", {})
+    patterns = error.schema.get("patternProperties", {})
+    return [
+        key
+        for key in error.instance
+        if key not in known
+        and not (isinstance(key, str) and any(re.search(p, key) for p in patterns))
+    ]
+
+
 def schema_problems(document: Any, schema: str) -> list[str]:
-    """Every violation of ``schema`` in ``document``, as ``key: message`` strings, in key order."""
-    errors = sorted(
-        validator(schema).iter_errors(document), key=lambda e: list(map(str, e.absolute_path))
-    )
-    return [f"{key_path(e)}: {e.message}" for e in errors]
+    """Every violation of ``schema`` in ``document``, as ``key: message`` strings, in key order.
+
+    An unexpected key gets a line of its own naming it and the keys allowed there. It comes
+    before the other problems of its mapping, because a misspelt key is usually why a required
+    one is reported missing.
+    """
+    problems: list[tuple[list[str], int, str]] = []
+    for error in validator(schema).iter_errors(document):
+        where = list(error.absolute_path)
+        extras = _unknown_keys(error)
+        if not extras:
+            problems.append((list(map(str, where)), 1, f"{key_path(error)}: {error.message}"))
+            continue
+        allowed = ", ".join(error.schema.get("properties", {})) or "none"
+        for key in extras:
+            # Always a mapping key, so joined with '.' even when it is an int.
+            path = f"{_format_path(where)}.{key}" if where else str(key)
+            problems.append((list(map(str, where)), 0, f"{path}: unknown key (allowed: {allowed})"))
+    problems.sort(key=lambda p: (p[0], p[1]))
+    return [line for _, _, line in problems]
 
 
 def check(document: Any, schema: str, source: str | Path) -> None:

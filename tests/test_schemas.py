@@ -47,14 +47,14 @@ def test_committed_documents_are_valid() -> None:
     [
         (lambda d: d.pop("entries"), "(top level)"),
         (lambda d: d.update(schema_version=2), "schema_version"),
-        (lambda d: d.update(surprise=True), "(top level)"),
+        (lambda d: d.update(surprise=True), "surprise"),
         (lambda d: d["entries"][1].update(status="maybe"), "entries[1].status"),
         (lambda d: d["entries"][0].update(steps="many"), "entries[0].steps"),
         (lambda d: d["entries"][0].update(episodes=-1), "entries[0].episodes"),
         (lambda d: d["entries"][2]["review"].update(reason=""), "entries[2].review.reason"),
         (lambda d: d["entries"][0].pop("path"), "entries[0]"),
         (lambda d: d["entries"][0].update(id="bad id/with slash"), "entries[0].id"),
-        (lambda d: d["entries"][3].update(extra=1), "entries[3]"),
+        (lambda d: d["entries"][3].update(extra=1), "entries[3].extra"),
         (lambda d: d.update(dataset=""), "dataset"),
     ],
 )
@@ -87,6 +87,18 @@ def test_sheet_schema_rejects(tmp_path: Path, change, key: str) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(SchemaError, match=rf"^{path}: {key}"):
         load_sheet(path)
+
+
+def test_unknown_keys_are_named_before_the_missing_key_they_explain() -> None:
+    doc = _edit(MANIFEST, lambda d: d["entries"][0].update(paht=d["entries"][0].pop("path")))
+    problems = schema_problems(doc, "manifest")
+    assert problems[0] == (
+        "entries[0].paht: unknown key (allowed: id, path, status, episodes, steps, "
+        "demonstrator, review)"
+    )
+    assert problems[1] == "entries[0]: 'path' is a required property"
+    two = _edit(MANIFEST, lambda d: d.update(b=1, a=2))
+    assert [p.split(":")[0] for p in schema_problems(two, "manifest")] == ["b", "a"]
 
 
 def test_duplicate_ids_are_refused(tmp_path: Path) -> None:

@@ -1,0 +1,19 @@
+#!/usr/bin/env python3
+"""Run a training config: ``python scripts/run_training.py CONFIG --mode {bc,ppo,mixed} ...``.
+
+The same command as ``harness train``; ``--help`` lists the options and the exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    from harness.cli import train_main
+except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from harness.cli import train_main
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:], prog="run_training.py"))
