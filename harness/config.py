@@ -33,7 +33,7 @@ import yaml
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError, SchemaError
-from harness.validation import check, schema_problems, validator
+from harness.validation import check, read_text, schema_problems, validator
 
 SCHEMA = "config"
 
@@ -365,18 +365,7 @@ def parse_yaml(text: str, where: str) -> Any:
 
 
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text("utf-8-sig")
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: config not found") from None
-    except IsADirectoryError:
-        raise HarnessError(f"{path}: is a folder, expected a config (YAML file)") from None
-    except UnicodeDecodeError as exc:
-        raise HarnessError(
-            f"{path}: cannot read config: not UTF-8 text (byte {exc.start}: {exc.reason})"
-        ) from None
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+    text = read_text(path, "config", "YAML file")
     return parse_yaml(text, str(path))
 
 
@@ -610,7 +599,8 @@ def _parse_set(text: str) -> tuple[str, Any, str]:
     return key, value, _show(raw)
 
 
-def _flatten(document: dict[str, Any]) -> dict[str, Any]:
+def flatten(document: dict[str, Any]) -> dict[str, Any]:
+    """``{"bc": {"epochs": 30}}`` -> ``{"bc.epochs": 30}``: a config document by dotted key."""
     flat: dict[str, Any] = {}
     for name, value in document.items():
         if isinstance(value, dict):
@@ -622,7 +612,7 @@ def _flatten(document: dict[str, Any]) -> dict[str, Any]:
 
 def changed_keys(before: Config, after: Config) -> list[str]:
     """Dotted keys whose value differs between two configs (absolute paths compared)."""
-    a, b = _flatten(before.to_document()), _flatten(after.to_document())
+    a, b = flatten(before.to_document()), flatten(after.to_document())
     return [key for key in b if a.get(key) != b[key]]
 
 
@@ -666,7 +656,7 @@ def overlay(
     # Which paths of the result are to be written relative to out's folder.
     relative = {
         key: not os.path.isabs(value)
-        for key, value in _flatten(raw).items()
+        for key, value in flatten(raw).items()
         if key in path_keys() and isinstance(value, str)
     }
     relative.setdefault("dataset.checksums", relative["dataset.manifest"])
@@ -689,7 +679,7 @@ def overlay(
         if is_relative:
             name, _, sub = key.partition(".")
             written[name][sub] = _relative(written[name][sub], out_dir)
-    flat = _flatten(written)
+    flat = flatten(written)
     changed = ", ".join(f"{k}={_show(flat[k])}" for k in changed_keys(before, after)) or "nothing"
     header = (
         f"# Overlay of {_show(str(base))} written by 'harness config overlay'; changed: {changed}\n"

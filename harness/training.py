@@ -75,6 +75,15 @@ class TrainingHarness:
             config = load_config(config)
         if overrides:
             config = config.override(dict(overrides))
+        rejected = config.output.log_dir / REJECTED_DIR
+        store = config.output.checkpoint_dir
+        if rejected.is_relative_to(store) or store.is_relative_to(rejected):
+            # A rolled-back run must not write into the store it promises to leave unchanged.
+            raise HarnessError(
+                f"{config.source or 'config'}: output.log_dir ({config.output.log_dir}) keeps "
+                f"rejected checkpoints in {rejected}, which overlaps output.checkpoint_dir "
+                f"({store}); give them separate folders"
+            )
         self.config = config
         self.verify = verify
         self.run = run or (config.source.stem if config.source else "run")

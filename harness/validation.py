@@ -91,17 +91,27 @@ def check(document: Any, schema: str, source: str | Path) -> None:
         raise SchemaError(f"{source}: {problems[0]}{more}")
 
 
-def load_json(path: str | Path, what: str = "file") -> Any:
-    """Parse a JSON file, turning missing files and syntax errors into one-line errors."""
+def read_text(path: str | Path, what: str, kind: str) -> str:
+    """A text file's content; a missing, folder, unreadable or non-UTF-8 file is one line
+    naming it (``what``: "manifest", "config"...; ``kind``: "JSON file", "YAML file")."""
     path = Path(path)
     try:
-        text = path.read_text("utf-8")
+        return path.read_text("utf-8-sig")  # a BOM from a Windows editor is not an error
     except FileNotFoundError:
         raise HarnessError(f"{path}: {what} not found") from None
     except IsADirectoryError:
-        raise HarnessError(f"{path}: is a folder, expected a {what} (JSON file)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read {what}: {exc}") from None
+        raise HarnessError(f"{path}: is a folder, expected a {what} ({kind})") from None
+    except UnicodeDecodeError as exc:
+        raise HarnessError(
+            f"{path}: cannot read {what}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+
+
+def load_json(path: str | Path, what: str = "file") -> Any:
+    """Parse a JSON file, turning missing files and syntax errors into one-line errors."""
+    text = read_text(path, what, "JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -20,6 +20,7 @@ import harness.config as config_module
 from harness.config import (
     changed_keys,
     config_from_document,
+    flatten,
     known_keys,
     load_config,
     overlay,
@@ -34,16 +35,6 @@ BASE = REPO / "configs" / "examples" / "poc_hybrid.yaml"
 RAW = yaml.safe_load(BASE.read_text())
 MANIFEST = IDLE_V1 / "manifests" / "idle_v1.json"
 SHEET = IDLE_V1 / "checksums" / "idle_v1.json"
-
-
-def _flat(document: dict[str, Any]) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for name, value in document.items():
-        if isinstance(value, dict):
-            flat.update({f"{name}.{k}": v for k, v in value.items()})
-        else:
-            flat[name] = value
-    return flat
 
 
 def write_config(folder: Path, change: Callable[[dict[str, Any]], Any] | None = None) -> Path:
@@ -93,7 +84,7 @@ def test_base_config_loads_with_absolute_paths_to_existing_files() -> None:
 
 def test_base_file_is_complete_and_holds_the_schema_defaults() -> None:
     """The base file spells out every key, with the values a config that omits them gets."""
-    flat = _flat(RAW)
+    flat = flatten(RAW)
     assert list(flat) == known_keys()
     schema = validator("config").schema
     for key, value in flat.items():
@@ -123,7 +114,7 @@ def test_to_document_round_trips_in_the_base_key_order(tmp_path: Path) -> None:
     config = load_config(BASE)
     document = config.to_document()
     assert list(document) == ["seed", "dataset", "env", "bc", "ppo", "anneal", "output"]
-    assert list(_flat(document)) == known_keys()
+    assert list(flatten(document)) == known_keys()
     assert schema_problems(document, "config") == []
     assert document["bc"]["hidden_sizes"] == [64, 64]
     assert config_from_document(document, tmp_path) == config
@@ -369,7 +360,7 @@ def test_overlay_is_standalone_and_deterministic(tmp_path: Path) -> None:
         f"# Overlay of {BASE} written by 'harness config overlay'; changed: "
         "bc.accuracy_threshold=0.95, ppo.target_kl=0.02, ppo.hidden_sizes=[32, 32]"
     )
-    assert list(_flat(text_of(tmp_path / "one.yaml"))) == known_keys()
+    assert list(flatten(text_of(tmp_path / "one.yaml"))) == known_keys()
     assert schema_problems(text_of(tmp_path / "one.yaml"), "config") == []
 
 

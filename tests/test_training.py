@@ -247,3 +247,9 @@ def test_a_damaged_store_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match=r"promoted\.json"):
         TrainingHarness(preflight(tmp_path)).run_bc_training()
     assert len(read_log(log_path(tmp_path / "logs"))) == 1
+
+
+def test_a_log_dir_inside_the_store_is_refused(tmp_path: Path) -> None:
+    config = preflight(tmp_path, output__log_dir=tmp_path / "ckpt" / "logs")
+    with pytest.raises(HarnessError, match=r"output\.log_dir .* overlaps output\.checkpoint_dir"):
+        TrainingHarness(config)
