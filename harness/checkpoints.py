@@ -103,7 +103,8 @@ def checkpoint_id(stage: str, files: Mapping[str, bytes]) -> str:
     return f"{stage}-{digest.hexdigest()[:12]}"
 
 
-def _utc_now() -> str:
+def utc_now() -> str:
+    """UTC now as ISO 8601 to the second (``2026-11-28T02:10:00Z``), as every record writes it."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -167,7 +168,7 @@ def write_checkpoint(
         "schema_version": SCHEMA_VERSION,
         "id": ckpt_id,
         "stage": stage,
-        "created": _utc_now(),
+        "created": utc_now(),
         "files": entries,
         **meta,
     }
@@ -329,7 +330,7 @@ class CheckpointStore:
             "checkpoint": checkpoint.id,
             "stage": checkpoint.stage,
             "path": f"{CHECKPOINTS_DIR}/{checkpoint.id}",
-            "promoted_at": _utc_now(),
+            "promoted_at": utc_now(),
             "gate": dict(gate),
             "previous": previous,
         }

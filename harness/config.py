@@ -33,7 +33,7 @@ import yaml
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError, SchemaError
-from harness.validation import check, read_text, schema_problems, validator
+from harness.validation import and_more, check, read_text, schema_problems, validator
 
 SCHEMA = "config"
 
@@ -438,8 +438,7 @@ def _validate(document: Any, label: str) -> None:
     check(document, SCHEMA, label)
     problems = _value_problems(document)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise SchemaError(f"{label}: {problems[0]}{more}")
+        raise SchemaError(f"{label}: {problems[0]}{and_more(problems)}")
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -576,7 +575,7 @@ def _apply(
     problems = _problems(document)
     if problems:
         shown = {key: text for key, _, text in changes}
-        first, more = problems[0], f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        first, more = problems[0], and_more(problems)
         key, _, message = first.partition(": ")
         if key in shown:
             raise SchemaError(f"{prefix}{origin} {key}={shown[key]}: {message}{more}")

@@ -9,15 +9,20 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.checkpoints import CheckpointStore, utc_now
 from harness.config import Config, load_config
+from harness.datasets.checksums import load_sheet
+from harness.datasets.integrity import verify
 from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
+from harness.progress import progress_bar
+from harness.runlog import append_record
+from harness.validation import and_more
 
 REJECTED_DIR = "rejected"  # inside the log dir: where a checkpoint that failed its gate is kept
 
@@ -47,10 +52,6 @@ class BCResult:
     reasons: list[str]
     log: Path
     record: dict[str, Any]
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class TrainingHarness:
@@ -101,20 +102,17 @@ class TrainingHarness:
                 f"'{manifest.dataset}' ({cfg.dataset.manifest}) was recorded in '{manifest.env_id}'"
             )
         if self.verify:
-            from harness.datasets.checksums import load_sheet
-            from harness.datasets.integrity import verify
-
             report = verify(manifest, load_sheet(cfg.dataset.checksums))
             if not report.ok:
-                more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
                 raise IntegrityError(
                     f"{manifest.dataset}: integrity check failed, training refused: "
-                    f"{report.problems[0].message}{more}"
+                    f"{report.problems[0].message}{and_more(report.problems)}"
                 )
         return manifest
 
     def run_bc_training(self) -> BCResult:
         """Train BC, apply its gate, then promote the checkpoint or roll back; log the record."""
+        # Torch is imported here, on first training, not when the facade is imported.
         from harness.bc import (
             accuracy_gate,
             load_demonstrations,
@@ -123,14 +121,11 @@ class TrainingHarness:
             split_by_episode,
             train,
         )
-        from harness.checkpoints import CheckpointStore
         from harness.policy import MLPPolicy, PolicySpec, policy_bytes
-        from harness.progress import progress_bar
-        from harness.runlog import append_record
         from harness.seeding import deterministic
 
         cfg = self.config
-        started, t0 = _utc_now(), time.perf_counter()
+        started, t0 = utc_now(), time.perf_counter()
         manifest = self.load_dataset()
         spec = PolicySpec(*env_dims(cfg.env.id), hidden_sizes=cfg.bc.hidden_sizes)
         # Read the store before training: a damaged store is refused before any work is done.
@@ -236,10 +231,9 @@ def env_dims(env_id: str) -> tuple[int, int]:
     """Observation length and number of actions of a Gymnasium environment."""
     import gymnasium as gym
 
-    try:
-        env = gym.make(env_id)
-    except gym.error.Error as exc:
-        raise HarnessError(f"env.id '{env_id}': {exc}") from None
+    from harness.datasets.recording import make_env
+
+    env = make_env(env_id)
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
             raise HarnessError(

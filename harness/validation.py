@@ -83,12 +83,16 @@ def schema_problems(document: Any, schema: str) -> list[str]:
     return [line for _, _, line in problems]
 
 
+def and_more(problems: list[Any]) -> str:
+    """`` (and N more)`` after the first of several problems, so an error stays one line."""
+    return f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+
+
 def check(document: Any, schema: str, source: str | Path) -> None:
     """Raise ``SchemaError`` naming ``source`` and the first offending key if ``document`` is invalid."""
     problems = schema_problems(document, schema)
     if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise SchemaError(f"{source}: {problems[0]}{more}")
+        raise SchemaError(f"{source}: {problems[0]}{and_more(problems)}")
 
 
 def read_text(path: str | Path, what: str, kind: str) -> str:

@@ -489,7 +489,7 @@ def test_list_is_oldest_first_then_by_id(
     store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stamps = iter(["2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z", "2024-05-01T00:00:00Z"])
-    monkeypatch.setattr(checkpoints, "_utc_now", lambda: next(stamps))
+    monkeypatch.setattr(checkpoints, "utc_now", lambda: next(stamps))
     added = [store.add("bc", {"policy.pt": bytes([i])}, {}) for i in range(3)]
     later, *same_time = added
     expected = [*sorted(same_time, key=lambda c: c.id), later]
