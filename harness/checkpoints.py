@@ -313,8 +313,9 @@ class CheckpointStore:
         """Point ``promoted.json`` at ``ckpt``, recording the gate that passed and the previous one.
 
         The checkpoint is verified first, so the pointer never names a damaged checkpoint.
-        Promoting the checkpoint that is already promoted keeps its ``previous``, so the chain
-        never points at itself.
+        Promoting the checkpoint that is already promoted writes nothing: a deterministic rerun
+        (same config, same seed, same weights) leaves the store byte for byte as it was, and
+        the chain never points at itself.
         """
         in_store = ckpt.path.parent.resolve() == self.checkpoints_dir.resolve()
         if ckpt.path.name != ckpt.id or not in_store:
@@ -323,8 +324,9 @@ class CheckpointStore:
         previous: str | None = None
         if self.pointer.exists():
             current = load_validated(self.pointer, "promoted", "checkpoint pointer")
-            same = current["checkpoint"] == checkpoint.id
-            previous = current["previous"] if same else current["checkpoint"]
+            if current["checkpoint"] == checkpoint.id:
+                return
+            previous = current["checkpoint"]
         document = {
             "schema_version": SCHEMA_VERSION,
             "checkpoint": checkpoint.id,

@@ -358,7 +358,12 @@ TRAIN_DESCRIPTION = (
     "Run the training stages of a config. --mode bc trains behaviour cloning on the dataset's "
     "accepted captures (after verifying their checksums), applies the gate (hold-out accuracy >= "
     "bc.accuracy_threshold and above the majority-class baseline), then promotes the checkpoint "
-    "or rolls back. Each stage appends its record to <log dir>/anneal_results.json."
+    "or rolls back. --mode mixed then fine-tunes the BC policy with PPO, the BC loss weighted by "
+    "a coefficient annealed from anneal.bc_coef_start to 0 (anneal.schedule), and applies the "
+    "regression gate: the fine-tuned policy's mean return on seeded evaluation episodes may not "
+    "fall below the BC policy's by more than anneal.regression_tolerance. --mode ppo trains PPO "
+    "from scratch and gates it against the store's promoted checkpoint, if any. Each stage "
+    "appends its record to <log dir>/anneal_results.json."
 )
 TRAIN_EPILOG = (
     "exit codes: 0 every gate passed; 1 the dataset failed its integrity check (nothing "
@@ -374,8 +379,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--mode",
         required=True,
         choices=MODES,
-        help="bc: behaviour cloning and its gate; mixed: BC, then PPO with the BC loss annealed "
-        "away; ppo: PPO from scratch (ppo and mixed come with part 2 and are not built yet)",
+        help="bc: behaviour cloning and its gate; mixed: BC, then PPO from the BC checkpoint "
+        "with the BC loss annealed away, and the regression gate; ppo: PPO from scratch",
     )
     p.add_argument(
         "--epochs",
@@ -385,7 +390,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "(default: the config's)",
     )
     p.add_argument(
-        "--ppo-log", metavar="FILE", help="JSON Lines log of every PPO update (ppo and mixed)"
+        "--ppo-log",
+        metavar="FILE",
+        help="write a JSON Lines log with one line per PPO update (ppo and mixed); replaced "
+        "whole at the end of the stage",
     )
     p.add_argument(
         "--log-dir",
@@ -406,28 +414,58 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from harness.errors import EXIT_ROLLED_BACK
 
-    if args.mode != "bc":
-        raise HarnessError(
-            f"--mode {args.mode} comes with part 2 of the training harness (PPO), which is not "
-            "built yet; --mode bc works today"
-        )
-    if args.ppo_log:
+    if args.ppo_log and args.mode == "bc":
         raise HarnessError("--ppo-log is for --mode ppo and mixed; --mode bc runs no PPO")
     overrides: dict[str, Any] = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.epochs is not None:
-        overrides["bc.epochs"] = args.epochs
+        overrides["bc.epochs" if args.mode == "bc" else "ppo.epochs"] = args.epochs
     if args.log_dir:
         overrides["output.log_dir"] = Path(args.log_dir).absolute()
 
-    from harness.datasets.paths import display
     from harness.training import TrainingHarness
 
     harness = TrainingHarness(
         args.config, overrides=overrides, verify=not args.unverified, run=args.run
     )
-    r = harness.run_bc_training()
+    if args.mode == "bc":
+        results: list[Any] = [harness.run_bc_training()]
+    elif args.mode == "mixed":
+        mixed = harness.run_mixed_training(args.ppo_log)
+        results = [mixed.bc] if mixed.ppo is None else [mixed.bc, mixed.ppo]
+    else:
+        results = [harness.run_ppo_training(args.ppo_log)]
+    for result in results:
+        (_report_bc if result.record["mode"] == "bc" else _report_ppo)(result, harness)
+    _out(f"log: {_shown(results[-1].log)}")
+    failed = next((r for r in results if r.rolled_back), None)
+    if failed is not None:
+        print(
+            f"harness: {failed.record['mode']} gate failed, run rolled back "
+            f"(exit {EXIT_ROLLED_BACK}): {failed.reasons[0]}",
+            file=sys.stderr,
+        )
+        return EXIT_ROLLED_BACK
+    return EXIT_OK
+
+
+def _shown(path: Path) -> str:
+    from harness.datasets.paths import display
+
+    return display(path)
+
+
+def _rollback_line(stage: str, result: Any) -> str:
+    kept = (
+        f"promoted {result.promoted_checkpoint} unchanged"
+        if result.promoted_checkpoint
+        else "nothing promoted"
+    )
+    return f"{stage}: rolled back ({kept}); failed checkpoint kept at {_shown(result.checkpoint)}"
+
+
+def _report_bc(r: Any, harness: Any) -> None:
     hold, train = r.holdout_size, r.train_size
     _out(
         f"bc {r.record['dataset']}: hold-out accuracy {r.accuracy:.4f} on {hold['steps']} steps "
@@ -437,23 +475,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         + ("" if harness.verify else "; captures NOT verified (--unverified)")
     )
     if r.passed:
-        _out(f"bc: gate passed; promoted {r.checkpoint_id} ({display(r.checkpoint)})")
+        _out(f"bc: gate passed; promoted {r.checkpoint_id} ({_shown(r.checkpoint)})")
     else:
-        kept = (
-            f"promoted {r.promoted_checkpoint} unchanged"
-            if r.promoted_checkpoint
-            else ("nothing promoted")
-        )
         _out(f"bc: gate FAILED: {'; '.join(r.reasons)}")
-        _out(f"bc: rolled back ({kept}); failed checkpoint kept at {display(r.checkpoint)}")
-    _out(f"log: {display(r.log)}")
-    if r.rolled_back:
-        print(
-            f"harness: gate failed, run rolled back (exit {EXIT_ROLLED_BACK}): {r.reasons[0]}",
-            file=sys.stderr,
-        )
-        return EXIT_ROLLED_BACK
-    return EXIT_OK
+        _out(_rollback_line("bc", r))
+
+
+def _report_ppo(r: Any, harness: Any) -> None:
+    rec = r.record
+    start = f"from {rec['init_checkpoint']}" if rec["init_checkpoint"] else "from scratch"
+    anneal = (
+        f", BC coefficient {r.updates[0].bc_coef:g} -> {r.updates[-1].bc_coef:g} "
+        f"({rec['schedule']})"
+        if rec["bc_coef_start"] is not None
+        else ""
+    )
+    loss = "not finite" if r.loss_total is None else f"{r.loss_total:.4f}"
+    _out(
+        f"ppo {rec['dataset']}: {rec['updates']} update(s) {start}, {rec['env_steps']} env "
+        f"steps at {rec['steps_per_second']:.0f}/s{anneal}; last loss_total {loss}"
+    )
+    baseline = (
+        f"; baseline {r.baseline_checkpoint} {r.baseline_mean_return:.1f}, tolerance "
+        f"{rec['regression_tolerance']:g}"
+        if r.baseline_checkpoint
+        else "; no promoted checkpoint to compare with"
+    )
+    _out(
+        f"ppo: mean return {r.mean_return:.1f} over {rec['eval_episodes']} seeded evaluation "
+        f"episodes{baseline}"
+    )
+    if r.passed:
+        _out(f"ppo: gate passed; promoted {r.checkpoint_id} ({_shown(r.checkpoint)})")
+    else:
+        _out(f"ppo: regression gate FAILED: {'; '.join(r.reasons)}")
+        _out(_rollback_line("ppo", r))
+    if r.ppo_log:
+        _out(f"ppo log: {_shown(r.ppo_log)}")
 
 
 # --- parser --------------------------------------------------------------------------------

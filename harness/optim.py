@@ -1,10 +1,15 @@
-"""Adam, written out: the update rule of ``torch.optim.Adam`` (single-tensor path, defaults).
+"""Adam and gradient-norm clipping, written out with torch's multi-tensor (``_foreach``) ops.
 
 Why not ``torch.optim.Adam``: constructing any ``torch.optim`` optimiser imports
 ``torch._dynamo`` on first use, which costs about 1.5 s on these machines (measured with
 cProfile on ``run_training.py --mode bc``), three times the whole BC training on idle_v1. Every
 CLI run and rehearsal subprocess would pay it. The rule itself is a few lines, and
 ``tests/test_optim.py`` checks it against ``torch.optim.Adam`` step by step.
+
+Both work on all parameters at once through ``torch._foreach_*`` (what ``torch.optim`` itself
+uses): PPO takes 32 small optimiser steps per update, and a Python loop over the twelve
+parameter tensors cost 0.5 ms per step, a fifth of the update. ``clip_grad_norm`` does what
+``torch.nn.utils.clip_grad_norm_`` does without its per-call device grouping (0.3 ms).
 """
 
 from __future__ import annotations
@@ -42,13 +47,29 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params]
+        exp_avg = [self.exp_avg[i] for i in live]
+        exp_avg_sq = [self.exp_avg_sq[i] for i in live]
         self.steps += 1
         correction1 = 1 - self.beta1**self.steps
         correction2_sqrt = math.sqrt(1 - self.beta2**self.steps)
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
-            if p.grad is None:
-                continue
-            m.lerp_(p.grad, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(p.grad, p.grad, value=1 - self.beta2)
-            denominator = (v.sqrt() / correction2_sqrt).add_(self.eps)
-            p.addcdiv_(m, denominator, value=-self.lr / correction1)
+        torch._foreach_lerp_(exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - self.beta2)
+        denominator = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denominator, correction2_sqrt)
+        torch._foreach_add_(denominator, self.eps)
+        torch._foreach_addcdiv_(params, exp_avg, denominator, value=-self.lr / correction1)
+
+
+@torch.no_grad()
+def clip_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale the gradients so that their global L2 norm is at most ``max_norm``; return the norm."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
+    return total

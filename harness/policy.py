@@ -71,8 +71,12 @@ class MLPPolicy(nn.Module):
         self.obs_mean.copy_(obs.mean(dim=0))
         self.obs_std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
 
+    def normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        """Observations as the network sees them (PPO's value network shares this)."""
+        return (obs - self.obs_mean) / self.obs_std
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net((obs - self.obs_mean) / self.obs_std)
+        return self.net(self.normalise(obs))
 
     @torch.no_grad()
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -81,10 +85,10 @@ class MLPPolicy(nn.Module):
         return logits.argmax(dim=-1).numpy()
 
 
-def policy_bytes(policy: MLPPolicy) -> bytes:
-    """The policy's weights as ``torch.save`` bytes (the checkpoint payload)."""
+def policy_bytes(module: nn.Module) -> bytes:
+    """A policy's (or PPO's value network's) weights as ``torch.save`` bytes: a checkpoint payload."""
     buffer = io.BytesIO()
-    torch.save(policy.state_dict(), buffer)
+    torch.save(module.state_dict(), buffer)
     return buffer.getvalue()
 
 

@@ -1,20 +1,28 @@
-"""The run log, ``<log dir>/anneal_results.json``: a JSON array of stage records in run order.
+"""The run logs: ``<log dir>/anneal_results.json`` and the PPO log (``--ppo-log FILE``).
 
-Each stage appends its record by rewriting the whole file atomically, under a lock so that two
-processes sharing a log folder cannot lose each other's records. The file is always complete,
-valid JSON: a killed run leaves the previous version.
+``anneal_results.json`` is a JSON array of stage records in run order. Each stage appends its
+record by rewriting the whole file atomically, under a lock so that two processes sharing a log
+folder cannot lose each other's records. The file is always complete, valid JSON: a killed run
+leaves the previous version.
+
+The PPO log is JSON Lines, one line per PPO update. Lines go to a hidden temporary file beside
+it as they come (``tail -f`` works on that file) and the file appears under its name, whole,
+when the stage ends; a failed or killed run leaves the previous PPO log, if any.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+import json
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import write_json_atomic
-from harness.validation import check, load_json
+from harness.atomic import atomic_path, write_json_atomic
+from harness.errors import HarnessError
+from harness.validation import check, load_json, read_text
 
 LOG_NAME = "anneal_results.json"
 
@@ -52,3 +60,40 @@ def append_record(log_dir: str | Path, record: dict[str, Any]) -> Path:
         check(records, "run_log", f"{path} (record being appended)")
         write_json_atomic(path, records)
     return path
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: such a figure is logged as null."""
+    return value if value is None or math.isfinite(value) else None
+
+
+@contextlib.contextmanager
+def ppo_log_writer(path: str | Path | None) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Yield ``write(line)``, which validates one PPO log line and appends it.
+
+    ``path=None`` (no ``--ppo-log``) yields a writer that only validates.
+    """
+    if path is None:
+        yield lambda line: check(line, "ppo_log", "PPO log line")
+        return
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+
+        def write(line: dict[str, Any]) -> None:
+            check(line, "ppo_log", f"{path} (line being written)")
+            out.write(json.dumps(line, allow_nan=False) + "\n")
+            out.flush()
+
+        yield write
+
+
+def read_ppo_log(path: str | Path) -> list[dict[str, Any]]:
+    """The lines of a PPO log, each schema-checked; errors name the file and the line."""
+    lines = []
+    for number, text in enumerate(read_text(path, "PPO log", "JSON Lines file").splitlines(), 1):
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise HarnessError(f"{path}: line {number}: not JSON ({exc.msg})") from None
+        check(line, "ppo_log", f"{path}: line {number}")
+        lines.append(line)
+    return lines

@@ -14,7 +14,7 @@ import pytest
 
 from harness import TrainingHarness
 from harness.checkpoints import CheckpointStore
-from harness.runlog import log_path
+from harness.runlog import log_path, read_ppo_log
 from harness.validation import schema_problems
 
 from .conftest import REPO, assert_one_line_error, call_cli
@@ -77,11 +77,71 @@ def test_bc_passes_then_a_forced_gate_failure_rolls_back(tmp_path: Path) -> None
     assert again.run_bc_training().accuracy == records[0]["accuracy"]
 
 
-def test_ppo_and_mixed_say_they_come_with_part_2(tmp_path: Path) -> None:
-    for mode in ("ppo", "mixed"):
-        result = call_cli("train", BASE, "--mode", mode, "--log-dir", tmp_path / "logs")
-        assert_one_line_error(result, f"--mode {mode}", "part 2")
-    assert not (tmp_path / "logs").exists()
+def test_mixed_passes_and_a_forced_regression_rolls_back(tmp_path: Path) -> None:
+    """Part 2's acceptance path: the base config's mixed --epochs 1 passes; with a negative
+    regression tolerance the PPO stage rolls back and leaves the store as BC left it. The two
+    runs use separate folders and run at the same time."""
+    ok = overlay(
+        tmp_path / "ok.yaml",
+        f"output.log_dir={tmp_path / 'ok' / 'logs'}",
+        f"output.checkpoint_dir={tmp_path / 'ok' / 'ckpt'}",
+    )
+    regress = overlay(
+        tmp_path / "regress.yaml",
+        f"output.log_dir={tmp_path / 'regress' / 'logs'}",
+        f"output.checkpoint_dir={tmp_path / 'regress' / 'ckpt'}",
+        "anneal.regression_tolerance=-1",
+    )
+    # The regression drill's store already holds the BC checkpoint that its BC stage will give.
+    TrainingHarness(regress).run_bc_training()
+    store = CheckpointStore(tmp_path / "regress" / "ckpt")
+    before = store.snapshot()
+
+    ppo_log = tmp_path / "ok" / "ppo.jsonl"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(config), "--mode", "mixed", "--epochs", "1", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for config, extra in ((ok, ["--ppo-log", str(ppo_log)]), (regress, []))
+    ]
+    (ok_out, ok_err), (regress_out, regress_err) = (run.communicate(timeout=300) for run in runs)
+
+    assert runs[0].returncode == 0, ok_err
+    assert ok_err == "" and "ppo: gate passed" in ok_out
+    records = json.loads(log_path(tmp_path / "ok" / "logs").read_text())
+    assert schema_problems(records, "run_log") == []
+    assert [(r["mode"], r["passed"]) for r in records] == [("bc", True), ("ppo", True)]
+    assert isinstance(records[1]["loss_total"], float) and records[1]["updates"] == 1
+    lines = read_ppo_log(ppo_log)
+    assert len(lines) == 1 and lines[0]["env_steps"] == 8 * 256
+
+    assert runs[1].returncode == 3, regress_err
+    assert "Traceback" not in regress_out + regress_err
+    assert regress_err.strip().count("\n") == 0 and "ppo gate failed" in regress_err
+    assert "regression gate FAILED" in regress_out
+    assert store.snapshot() == before
+    last = json.loads(log_path(tmp_path / "regress" / "logs").read_text())[-1]
+    assert (last["mode"], last["passed"], last["rolled_back"]) == ("ppo", False, True)
+
+
+def test_epochs_set_the_last_stages_epochs(tmp_path: Path) -> None:
+    ok = overlay(
+        tmp_path / "ok.yaml",
+        f"output.checkpoint_dir={tmp_path / 'ckpt'}",
+        "ppo.num_envs=2",
+        "ppo.num_steps=32",
+        "ppo.minibatch_size=32",
+        "anneal.eval_episodes=2",
+    )
+    result = call_cli("train", ok, "--mode", "ppo", "--epochs", "2", "--log-dir", tmp_path / "l")
+    assert result.returncode == 0, result.stderr
+    assert "2 update(s) from scratch" in result.stdout
+    (record,) = json.loads(log_path(tmp_path / "l").read_text())
+    assert (record["updates"], record["env_steps"], record["ppo_log"]) == (2, 128, None)
 
 
 @pytest.mark.parametrize(
