@@ -429,7 +429,8 @@ def regression_gate(
         reasons.append("the PPO loss is not finite: training diverged")
     if baseline_mean_return is not None and mean_return < baseline_mean_return - tolerance:
         reasons.append(
-            f"mean return {mean_return:.1f} is below the baseline's {baseline_mean_return:.1f} "
-            f"by more than anneal.regression_tolerance {tolerance:g}"
+            f"mean return {mean_return:.1f} is below the required "
+            f"{baseline_mean_return - tolerance:.1f} (the baseline's {baseline_mean_return:.1f} "
+            f"minus anneal.regression_tolerance {tolerance:g})"
         )
     return GateResult(not reasons, reasons)
