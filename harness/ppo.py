@@ -331,10 +331,12 @@ def train(
         model.train()
         sums = dict.fromkeys(("total", "policy", "value", "entropy", "bc", "kl", "clip"), 0.0)
         minibatches = 0
+        # Masked reset frames make the batch a little smaller than num_envs * num_steps; equal
+        # splits avoid a remainder minibatch of one frame, whose advantage std would be NaN.
+        n_minibatches = math.ceil(len(keep) / cfg.minibatch_size)
         for _ in range(cfg.update_epochs):
             order = torch.randperm(len(keep), generator=generator)
-            for start in range(0, len(keep), cfg.minibatch_size):
-                mb = order[start : start + cfg.minibatch_size]
+            for mb in torch.tensor_split(order, n_minibatches):
                 bc_term = None
                 if demo_x is not None:
                     demo_mb = torch.randint(len(demo_x), (len(mb),), generator=generator)

@@ -196,3 +196,12 @@ def test_every_ppo_record_and_line_matches_its_schema(tmp_path: Path) -> None:
     for text in (tmp_path / "ppo.jsonl").read_text().splitlines():
         assert schema_problems(json.loads(text), "ppo_log") == []
     assert schema_problems({**json.loads(text), "clip_fraction": 2}, "ppo_log") != []
+
+
+def test_no_minibatch_is_left_with_a_single_frame(tmp_path: Path) -> None:
+    """9 frames in minibatches of 8 used to leave a minibatch of one frame, whose advantage
+    standard deviation is NaN; the update splits the frames evenly instead."""
+    config = short(tmp_path, ppo__num_envs=1, ppo__num_steps=9, ppo__minibatch_size=8)
+    ppo = TrainingHarness(config).run_mixed_training().ppo
+    assert ppo is not None and ppo.passed
+    assert all(np.isfinite(u.loss_total) and np.isfinite(u.loss_policy) for u in ppo.updates)
