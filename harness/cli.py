@@ -352,6 +352,40 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- bundle --------------------------------------------------------------------------------
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    from harness.bundle import verify_bundle
+    from harness.datasets.paths import display
+
+    report = verify_bundle(args.dir)
+    if args.json:
+        _out(json.dumps(report.to_json(), indent=2))
+        return EXIT_OK if report.ok else EXIT_PROBLEMS
+    for name, summary in sorted(report.summaries.items()):
+        _out(f"{name}: {_rehearsal_outcome(summary)}")
+    for problem in report.problems:
+        _out(problem.message)
+    shown = display(args.dir)
+    if report.ok:
+        _out(
+            f"bundle {shown}: {report.checked} artefact(s) of {len(report.summaries)} "
+            "dataset(s) match their summaries"
+        )
+    else:
+        _out(f"bundle {shown}: {len(report.problems)} problem(s) in {report.checked} artefact(s)")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
+
+
+def _rehearsal_outcome(summary: dict[str, Any]) -> str:
+    """``rehearsal passed``, or ``rehearsal FAILED (steps: ...)`` naming the steps that did not pass."""
+    if summary["passed"]:
+        return "rehearsal passed"
+    steps = [f"{s['step']} {s['outcome']}" for s in summary["steps"] if s["outcome"] != "passed"]
+    return f"rehearsal FAILED (steps: {', '.join(steps) or 'none recorded as failed'})"
+
+
 # --- train ---------------------------------------------------------------------------------
 
 TRAIN_DESCRIPTION = (
@@ -532,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     groups = parser.add_subparsers(
-        dest="group", metavar="{capture,dataset,preflight,config,train}", required=True
+        dest="group", metavar="{capture,dataset,preflight,config,train,bundle}", required=True
     )
 
     # capture
@@ -801,6 +835,43 @@ on an error nothing is written (exit 2). OUT is overwritten if it exists, but ne
         epilog=TRAIN_EPILOG,
     )
     add_train_arguments(p)
+
+    # bundle
+    bundle = groups.add_parser(
+        "bundle",
+        help="check an acceptance bundle against its summaries",
+        description=(
+            "The acceptance bundle a rehearsal leaves (artifacts/m5/acceptance/ by default): each "
+            "dataset's files, keyed by dataset, the shared run log logs/anneal_results.json, and "
+            "summary_<dataset>.json pinning them with their sha256 and size."
+        ),
+    )
+    bundle_cmds = bundle.add_subparsers(dest="command", required=True)
+    p = bundle_cmds.add_parser(
+        "verify",
+        help="recompute the bundle's digests against its summaries",
+        description=(
+            "Check that a bundle is still what its rehearsal left. For every "
+            "summary_<dataset>.json in DIR, recompute the size and sha256 of each artefact it "
+            "lists and compare. The shared run log is checked per dataset, on the canonical JSON "
+            "of that dataset's records only, so rerunning one dataset never invalidates "
+            "another's summary. Reports every problem, one line each: missing (listed but "
+            "absent), size, digest, unexpected (a file or run log records that no summary "
+            "lists), unreadable, summary (a summary that is not valid JSON, does not match "
+            "harness/schemas/summary.schema.json, or lists a path its dataset does not own). "
+            "Also prints each dataset's rehearsal outcome as its summary records it. This checks "
+            "integrity, not the outcome: the intact bundle of a failed rehearsal verifies "
+            "(exit 0)."
+        ),
+        epilog=(
+            "exit codes: 0 every artefact matches its summary, whatever the rehearsals' "
+            "outcomes; 1 problems found; 2 DIR is not a folder or holds no "
+            "summary_<dataset>.json (one line on stderr)"
+        ),
+    )
+    p.add_argument("dir", metavar="DIR", help="the bundle folder, e.g. artifacts/m5/acceptance")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report")
+    p.set_defaults(func=cmd_bundle_verify)
     return parser
 
 

@@ -52,14 +52,26 @@ def _locked(log_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def append_record(log_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Append ``record`` to the log in ``log_dir``; the new log is validated before it is written."""
+def update_log(
+    log_dir: str | Path,
+    change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+    what: str = "log being rewritten",
+) -> Path:
+    """Rewrite the log in ``log_dir`` as ``change(records)``, under the log's lock.
+
+    The new log is validated before it is written, and written atomically.
+    """
     path = log_path(log_dir)
     with _locked(path.parent):
-        records = [*read_log(path), record]
-        check(records, "run_log", f"{path} (record being appended)")
+        records = change(read_log(path))
+        check(records, "run_log", f"{path} ({what})")
         write_json_atomic(path, records)
     return path
+
+
+def append_record(log_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Append ``record`` to the log in ``log_dir``; the new log is validated before it is written."""
+    return update_log(log_dir, lambda records: [*records, record], "record being appended")
 
 
 def finite_or_none(value: float | None) -> float | None:

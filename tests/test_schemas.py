@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from harness.datasets.checksums import load_sheet
 from harness.datasets.manifest import load_manifest
@@ -24,6 +26,14 @@ def _edit(doc: dict[str, Any], change) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
     change(doc)
     return doc
+
+
+def test_every_schema_is_a_valid_draft_2020_12_schema() -> None:
+    schemas = sorted(resources.files("harness.schemas").iterdir(), key=lambda p: p.name)
+    assert len([p for p in schemas if p.name.endswith(".schema.json")]) >= 9
+    for path in schemas:
+        if path.name.endswith(".schema.json"):
+            Draft202012Validator.check_schema(json.loads(path.read_text("utf-8")))
 
 
 def test_committed_documents_are_valid() -> None:

@@ -1,0 +1,71 @@
+"""Training runs of ``scripts/run_training.py`` as real subprocesses, started in the background.
+
+Each CLI run costs seconds, most of it importing torch, so the rehearsal starts a run as soon as
+its inputs are ready and lets its step wait for it: the anneal smoke trains while the BC step
+trains in-process. The run's stdout and stderr go to files in its run folder (never a pipe that
+could fill up), so they stay in the bundle for whoever reads a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TIMEOUT_S = 600.0  # far above any rehearsal run; a hung run fails its step instead of the session
+
+
+@dataclass(frozen=True)
+class CLIResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    """Wall-clock of the subprocess, from start to exit."""
+
+    @property
+    def command(self) -> str:
+        return " ".join(self.argv)
+
+
+class CLIRun:
+    """One subprocess; ``wait()`` returns its ``CLIResult`` (the same one on every call)."""
+
+    def __init__(self, argv: list[str], folder: Path, cwd: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.argv = argv
+        self.stdout_path = folder / "cli_stdout.txt"
+        self.stderr_path = folder / "cli_stderr.txt"
+        self._started = time.perf_counter()
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self._process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd)
+        self._result: CLIResult | None = None
+
+    def wait(self, timeout: float = TIMEOUT_S) -> CLIResult:
+        if self._result is None:
+            try:
+                code = self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(
+                    f"{self.argv[1]} did not finish within {timeout:.0f} s and was killed: "
+                    + " ".join(self.argv)
+                ) from None
+            self._result = CLIResult(
+                self.argv,
+                code,
+                self.stdout_path.read_text("utf-8", errors="replace"),
+                self.stderr_path.read_text("utf-8", errors="replace"),
+                time.perf_counter() - self._started,
+            )
+        return self._result
+
+    def kill(self) -> None:
+        """Stop the subprocess if it still runs (a step that never awaited it, an interrupt)."""
+        if self._process.poll() is None:
+            self._process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(10)

@@ -1,0 +1,66 @@
+"""Fixtures shared by the rehearsal's steps, one instance per dataset.
+
+``dataset`` is parametrised by the plugin from ``--dataset`` (session scope, so pytest runs one
+dataset's five steps together, in order). Everything here is built once per dataset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from acceptance.plugin import settings, steps_in_session
+from acceptance.rehearsal import Rehearsal
+from harness.datasets.checksums import ChecksumSheet, load_sheet
+from harness.datasets.manifest import Manifest, load_manifest
+from harness.datasets.registry import DatasetRef
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A resolved dataset: its manifest, checksum sheet and accepted captures."""
+
+    ref: DatasetRef
+    manifest: Manifest
+    sheet: ChecksumSheet
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def captures(self) -> list[Path]:
+        return [self.manifest.capture_path(e) for e in self.manifest.accepted()]
+
+
+@pytest.fixture(scope="session")
+def dataset(request: pytest.FixtureRequest) -> Dataset:
+    ref: DatasetRef = request.param
+    return Dataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
+
+
+@pytest.fixture(scope="session")
+def rehearsal(request: pytest.FixtureRequest, dataset: Dataset) -> Iterator[Rehearsal]:
+    """The dataset's runs; its set-up copies the manifest and sheet and writes the overlays."""
+    opts = settings(request.config)
+    r = Rehearsal(
+        dataset.ref, opts.project, opts.bundle, steps_in_session(request.session, dataset.name)
+    )
+    r.prepare()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def overlay(rehearsal: Rehearsal) -> Path:
+    """``config_<dataset>.yaml``: the base config on this dataset, outputs inside the bundle."""
+    return rehearsal.files.config
+
+
+@pytest.fixture(scope="session")
+def rollback_overlay(rehearsal: Rehearsal) -> Path:
+    """``rollback_config_<dataset>.yaml``: the overlay with ``bc.accuracy_threshold: 0.95``."""
+    return rehearsal.files.rollback_config

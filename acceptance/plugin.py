@@ -1,0 +1,359 @@
+"""The acceptance plugin: dataset parametrisation, the abort rule, xdist grouping, the bundle.
+
+Loaded by the root ``conftest.py`` (which also registers ``--dataset`` and ``--bundle``), so it
+is present in every session but acts only in a *rehearsal session*: one whose arguments name
+``acceptance/`` or a file in it. Roles follow pytest-xdist's: workers (or the only process, with
+no ``-n``) run the steps; the controller collects every step's report and, at the end of the
+session, writes each dataset's pytest JSON report, ``acceptance_report_<dataset>.md`` and
+``summary_<dataset>.json``. At the start it clears the files of the datasets about to be
+rehearsed, so a rerun never leaves stale files of an earlier one beside its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acceptance import report as bundle_report
+from harness.bundle import DEFAULT_BUNDLE, DatasetFiles, clear_dataset
+from harness.checkpoints import utc_now
+from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
+from harness.errors import HarnessError
+
+ACCEPTANCE_DIR = Path(__file__).resolve().parent
+PROPERTY = "rehearsal"  # the user property naming an item's dataset and step
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    needs: tuple[str, ...]
+    """Earlier steps whose failure makes this one meaningless: it is then aborted."""
+
+    @property
+    def aborts_with(self) -> str:
+        """The skip reason of the steps that need this one, when it failed."""
+        name = self.title if self.title.startswith("BC") else self.title.lower()
+        return f"aborted: {name} failed"
+
+
+STEPS = (
+    Step("dataset_integrity", "Dataset integrity", ()),
+    Step("bc_trainer", "BC trainer verification", ("dataset_integrity",)),
+    Step("anneal_smoke", "Anneal smoke", ("dataset_integrity",)),
+    # The drill runs against a copy of the BC step's store: without its promoted checkpoint,
+    # "the promoted checkpoint is unchanged" would prove nothing.
+    Step("rollback_drill", "Rollback drill", ("dataset_integrity", "bc_trainer")),
+    Step("artefact_capture", "Ops artefact capture", ("dataset_integrity",)),
+)
+STEP = {s.key: s for s in STEPS}
+
+
+@dataclass
+class Settings:
+    """The session's rehearsal options, resolved once in ``pytest_configure``."""
+
+    project: Path
+    bundle: Path
+    datasets: list[DatasetRef]
+    dataset_args: dict[str, str]
+    """Dataset name -> the ``--dataset`` text that named it (for the rerun command)."""
+    active: bool
+    """A rehearsal session: the plugin clears and writes the bundle."""
+
+
+@dataclass
+class Collected:
+    """What the controller has seen of one step (all phases of its test)."""
+
+    nodeid: str | None
+    outcome: str = "not run"
+    duration: float = 0.0
+    message: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+SETTINGS = pytest.StashKey[Settings]()
+FAILED = pytest.StashKey[dict[str, set[str]]]()  # worker: dataset -> steps that did not pass
+
+
+def settings(config: pytest.Config) -> Settings:
+    return config.stash[SETTINGS]
+
+
+def is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _resolve_datasets(text: str, project: Path) -> tuple[list[DatasetRef], dict[str, str]]:
+    refs: list[DatasetRef] = []
+    args: dict[str, str] = {}
+    parts = [p.strip() for p in text.split(",")]
+    if not all(parts):
+        raise pytest.UsageError(f"--dataset={text!r}: an empty name in the list")
+    for part in parts:
+        arg = part
+        if "/" in part or part.endswith(".json"):
+            path = Path(part).expanduser()
+            arg = str(path if path.is_absolute() else Path.cwd() / path)
+            if not Path(arg).is_file():
+                raise pytest.UsageError(f"--dataset={part}: no such manifest file")
+        try:
+            ref = resolve(arg, root=project)
+        except HarnessError as exc:
+            raise pytest.UsageError(f"--dataset={part}: {exc}") from None
+        if ref.name in args:
+            raise pytest.UsageError(
+                f"--dataset={text}: dataset '{ref.name}' is named twice ({args[ref.name]}, {part})"
+            )
+        refs.append(ref)
+        args[ref.name] = part
+    return refs, args
+
+
+def _rehearsal_session(config: pytest.Config) -> bool:
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        path = (path if path.is_absolute() else config.invocation_params.dir / path).resolve()
+        if path == ACCEPTANCE_DIR or ACCEPTANCE_DIR in path.parents:
+            return True
+    return False
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    project = config.rootpath
+    bundle = Path(config.getoption("bundle") or project / DEFAULT_BUNDLE)
+    bundle = (bundle if bundle.is_absolute() else config.invocation_params.dir / bundle).resolve()
+    datasets, args = _resolve_datasets(config.getoption("dataset") or DEFAULT_DATASET, project)
+    active = _rehearsal_session(config) and not config.option.collectonly
+    config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)
+    config.stash[FAILED] = {}
+    if active:
+        # Hypothesis's pytest plugin imports all of hypothesis in its terminal summary (0.7 s on
+        # these machines, an eighth of a rehearsal); the rehearsal has no property tests.
+        config.pluginmanager.set_blocked("hypothesispytest")
+    if active and config.pluginmanager.hasplugin("pytest_jsonreport"):
+        # The JSON report is part of the bundle: switched on without a flag. pytest-json-report
+        # keeps it in memory (no file of its own unless asked); the controller writes one
+        # filtered copy per dataset at the end.
+        config.option.json_report = True
+        if not any(a.startswith("--json-report-file") for a in config.invocation_params.args):
+            config.option.json_report_file = None
+            if config.option.json_report_verbosity is None:
+                config.option.json_report_verbosity = 0  # no "auto-save skipped" line
+    if active and is_controller(config):
+        config.pluginmanager.register(BundleWriter(config), "rehearsal-bundle-writer")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    opts = settings(config)
+    if not opts.active:
+        return []
+    names = ", ".join(ref.name for ref in opts.datasets)
+    return [f"rehearsal: datasets {names}; bundle {opts.bundle}"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dataset" in metafunc.fixturenames:
+        refs = settings(metafunc.config).datasets
+        # Session scope: pytest then runs one dataset's steps together, in file order.
+        metafunc.parametrize(
+            "dataset", refs, ids=[r.name for r in refs], indirect=True, scope="session"
+        )
+
+
+def _step_of(item: pytest.Item) -> Step | None:
+    marker = item.get_closest_marker("rehearsal")
+    if marker is None or "step" not in marker.kwargs:
+        return None
+    key = marker.kwargs["step"]
+    if key not in STEP:
+        raise pytest.UsageError(f"{item.nodeid}: unknown rehearsal step '{key}'")
+    return STEP[key]
+
+
+def _dataset_of(item: pytest.Item) -> str | None:
+    ref = getattr(item, "callspec", None) and item.callspec.params.get("dataset")
+    return ref.name if isinstance(ref, DatasetRef) else None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        step, name = _step_of(item), _dataset_of(item)
+        if step and name:
+            # Travels with every report of the item, to the xdist controller too.
+            item.user_properties.append((PROPERTY, {"dataset": name, "step": step.key}))
+
+
+def steps_in_session(session: pytest.Session, dataset: str) -> set[str]:
+    """The steps of ``dataset`` this process will run (after -k / -m selection)."""
+    return {
+        step.key
+        for item in session.items
+        if _dataset_of(item) == dataset and (step := _step_of(item)) is not None
+    }
+
+
+# --- xdist: one dataset's steps on one worker -----------------------------------------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if not settings(config).active:
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DatasetScheduling(LoadScopeScheduling):
+        """Group tests by the dataset id of ``test_x[<dataset>]``: the steps of one dataset
+        share state (the in-process BC run, the background CLI runs) and run in order."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.endswith("]") and "[" in nodeid:
+                return nodeid[nodeid.rindex("[") + 1 : -1]
+            return nodeid
+
+    return DatasetScheduling(config, log)
+
+
+# --- the abort rule (runs where the steps run) -----------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    step, name = _step_of(item), _dataset_of(item)
+    if step is None or name is None:
+        return
+    failed = item.config.stash[FAILED].get(name, set())
+    for need in step.needs:
+        if need in failed:
+            pytest.skip(STEP[need].aborts_with)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    step, name = _step_of(item), _dataset_of(item)
+    if step and name and report.outcome != "passed" and not report.skipped:
+        item.config.stash[FAILED].setdefault(name, set()).add(step.key)
+    return report
+
+
+# --- the controller: collect, then write the bundle ------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    opts = settings(session.config)
+    if opts.active and is_controller(session.config):
+        for ref in opts.datasets:
+            clear_dataset(opts.bundle, ref.name)
+
+
+class BundleWriter:
+    """Registered on the controller of a rehearsal session: collects each step's reports (from
+    every worker) and writes each dataset's pytest JSON report, report and summary."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.opts = settings(config)
+        self.started = time.perf_counter()
+        self.started_at = utc_now()
+        self.steps: dict[tuple[str, str], Collected] = {}
+        self.json_report: dict[str, Any] | None = None
+        self.problems: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if PROPERTY not in props:
+            return
+        key = (props[PROPERTY]["dataset"], props[PROPERTY]["step"])
+        seen = self.steps.setdefault(key, Collected(report.nodeid))
+        seen.duration += report.duration
+        if isinstance(props.get("metrics"), dict):
+            seen.metrics.update(props["metrics"])
+        outcome = _outcome(report)
+        if outcome is not None and seen.outcome in ("not run", "passed"):
+            seen.outcome = outcome
+            seen.message = None if outcome == "passed" else _message(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        # pytest-json-report leaves "environment" empty with pytest-metadata 3: fill it.
+        json_report["environment"] = bundle_report.environment(self.opts.project)
+        self.json_report = json_report
+
+    @pytest.hookimpl(trylast=True)  # after pytest-json-report has built its report
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        session_s = time.perf_counter() - self.started
+        for ref in self.opts.datasets:
+            try:
+                bundle_report.write_bundle(
+                    DatasetFiles(self.opts.bundle, ref.name),
+                    ref,
+                    self.opts.dataset_args[ref.name],
+                    project=self.opts.project,
+                    steps=[(s, self.steps.get((ref.name, s.key), Collected(None))) for s in STEPS],
+                    json_report=self.json_report,
+                    session_s=session_s,
+                    started_at=self.started_at,
+                    pytest_info={
+                        "args": list(self.config.invocation_params.args),
+                        "workers": _workers(self.config),
+                        "exitstatus": int(exitstatus),
+                    },
+                )
+            except (OSError, HarnessError, ValueError) as exc:
+                self.problems.append(f"{ref.name}: the bundle could not be written: {exc}")
+        if self.problems and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminalreporter.write_sep("-", f"acceptance bundle: {self.opts.bundle}")
+        for ref in self.opts.datasets:
+            files = DatasetFiles(self.opts.bundle, ref.name)
+            verdict = "not written"
+            if files.summary.is_file():
+                passed = json.loads(files.summary.read_text("utf-8"))["passed"]
+                verdict = "PASSED" if passed else "FAILED"
+            terminalreporter.write_line(f"{ref.name}: rehearsal {verdict}; {files.report.name}")
+        for problem in self.problems:
+            terminalreporter.write_line(problem, red=True)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    if report.when == "setup":
+        if report.skipped:
+            return "aborted" if _message(report).startswith("aborted:") else "skipped"
+        return "error" if report.failed else None
+    if report.when == "call":
+        return report.outcome
+    return "error" if report.failed else None
+
+
+def _message(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: reason")
+        text = longrepr[2].removeprefix("Skipped: ")
+    else:
+        crash = getattr(longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(longrepr)
+        # The assertion's own message; pytest's introspection lines after it hold reprs.
+        text = text.strip().split("\n", 1)[0].removeprefix("AssertionError: ")
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= 600 else one_line[:597] + "..."
+
+
+def _workers(config: pytest.Config) -> int:
+    numprocesses = getattr(config.option, "numprocesses", None)
+    dist = getattr(config.option, "dist", "no")
+    return int(numprocesses or 0) if dist != "no" else 0

@@ -1,0 +1,192 @@
+"""One dataset's rehearsal: its files in the bundle, its two overlays, and its three training runs.
+
+The runs, each with its own log and checkpoint folders under ``runs/<dataset>/<run>/``:
+
+- ``bc_trainer``: ``TrainingHarness(overlay).run_bc_training()`` in-process (step 2);
+- ``anneal_smoke``: ``run_training.py <overlay> --mode mixed --epochs 1 --ppo-log ...`` (step 3);
+- ``rollback_drill``: the same command on the rollback overlay (threshold 0.95), against a copy
+  of ``bc_trainer``'s checkpoint store, so that "the promoted checkpoint is unchanged" is checked
+  on a store that holds one (step 4).
+
+The steps ask for results; this class starts the CLI runs as early as their inputs allow (the
+smoke once integrity passed, the drill once the BC store holds its checkpoint) so that they
+overlap on the machine's cores, and only when their step is part of the session.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from acceptance.cli_runs import CLIResult, CLIRun
+from harness.atomic import write_bytes_atomic
+from harness.bundle import DatasetFiles, merge_run
+from harness.checkpoints import CheckpointStore
+from harness.config import Config, load_config, overlay
+from harness.datasets.checksums import load_sheet
+from harness.datasets.integrity import VerifyReport, verify
+from harness.datasets.manifest import load_manifest
+from harness.datasets.registry import DatasetRef
+from harness.runlog import log_path, read_log
+
+if TYPE_CHECKING:
+    from harness.training import BCResult
+
+BASE_CONFIG = Path("configs/examples/poc_hybrid.yaml")
+TRAINING_SCRIPT = Path("scripts/run_training.py")
+ROLLBACK_THRESHOLD = 0.95  # out of reach on idle_v1 (7.5% of its labels are random slips)
+SMOKE_EPOCHS = 1
+
+
+class Rehearsal:
+    """The state of one dataset's rehearsal within a pytest session (one worker owns it)."""
+
+    def __init__(self, ref: DatasetRef, project: Path, bundle: Path, steps: set[str]) -> None:
+        self.ref = ref
+        self.project = project
+        self.bundle = bundle
+        self.files = DatasetFiles(bundle, ref.name)
+        self.steps = steps
+        """The steps of this dataset that the session runs: only their CLI runs are started."""
+        self._bc: BCResult | None = None
+        self._cli: dict[str, CLIRun] = {}
+        self._drill_store_before: tuple[dict[str, str], str | None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    # --- set-up: copies and overlays --------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Copy the manifest and checksum sheet into the bundle; write both overlays."""
+        write_bytes_atomic(self.files.manifest, self.ref.manifest.read_bytes())
+        write_bytes_atomic(self.files.checksums, self.ref.checksums.read_bytes())
+        smoke, drill = self.run_dir("anneal_smoke"), self.run_dir("rollback_drill")
+        overlay(
+            self.project / BASE_CONFIG,
+            self.files.config,
+            [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / 'checkpoints'}"],
+            dataset=str(self.ref.manifest),
+            cwd=self.bundle,
+        )
+        overlay(
+            self.files.config,
+            self.files.rollback_config,
+            [
+                f"bc.accuracy_threshold={ROLLBACK_THRESHOLD}",
+                f"output.log_dir={drill / 'logs'}",
+                f"output.checkpoint_dir={drill / 'checkpoints'}",
+            ],
+            cwd=self.bundle,
+        )
+
+    def run_dir(self, run: str) -> Path:
+        """A run's folder, relative to the bundle (overlays keep the bundle relocatable)."""
+        return self.files.run(run).relative_to(self.bundle)
+
+    def config(self) -> Config:
+        return load_config(self.files.config)
+
+    def rollback_config(self) -> Config:
+        return load_config(self.files.rollback_config)
+
+    # --- step 1 -------------------------------------------------------------------------------
+
+    def verify_integrity(self) -> VerifyReport:
+        return verify(load_manifest(self.ref.manifest), load_sheet(self.ref.checksums))
+
+    # --- step 2 -------------------------------------------------------------------------------
+
+    def bc(self) -> BCResult:
+        """The in-process BC run (once per session), its records merged into the bundle log."""
+        if self._bc is None:
+            from harness.training import TrainingHarness  # imports torch on first training
+
+            folder = self.files.run("bc_trainer")
+            harness = TrainingHarness(
+                self.files.config,
+                overrides={
+                    "output.log_dir": folder / "logs",
+                    "output.checkpoint_dir": folder / "checkpoints",
+                },
+                run="bc_trainer",
+                progress=False,
+            )
+            self._bc = harness.run_bc_training()
+            self._merge("bc_trainer", self._bc.log)
+        return self._bc
+
+    # --- steps 3 and 4: the CLI runs ----------------------------------------------------------
+
+    def start(self, run: str) -> None:
+        """Start a CLI run in the background if its step is in the session and it has not been."""
+        if run not in self.steps or run in self._cli:
+            return
+        if run == "anneal_smoke":
+            config, ppo_log = self.files.config, self.files.ppo_log
+        else:
+            # The drill runs against a store that already holds a promoted checkpoint: a copy of
+            # the BC step's store (its own folder, so no two runs ever write the same file).
+            store = self.files.run("rollback_drill") / "checkpoints"
+            if not store.exists():
+                shutil.copytree(self.files.run("bc_trainer") / "checkpoints", store)
+            promoted = CheckpointStore(store).promoted()
+            self._drill_store_before = (
+                CheckpointStore(store).snapshot(),
+                promoted.id if promoted else None,
+            )
+            # A PPO log path of its own: the drill must not run PPO, so it must stay absent.
+            config, ppo_log = self.files.rollback_config, self.files.run(run) / "ppo.jsonl"
+        argv = [
+            sys.executable,
+            str(self.project / TRAINING_SCRIPT),
+            str(config),
+            "--mode",
+            "mixed",
+            "--epochs",
+            str(SMOKE_EPOCHS),
+            "--ppo-log",
+            str(ppo_log),
+            "--run",
+            run,
+        ]
+        self._cli[run] = CLIRun(argv, self.files.run(run), cwd=self.project)
+
+    def finish(self, run: str) -> CLIResult:
+        """Wait for a CLI run (starting it first if need be); merge its records into the bundle."""
+        if run == "rollback_drill" and run not in self._cli:
+            store = CheckpointStore(self.files.run("bc_trainer") / "checkpoints")
+            if store.promoted() is None:
+                self.bc()  # the drill needs the BC step's promoted checkpoint
+        self.steps.add(run)
+        self.start(run)
+        result = self._cli[run].wait()
+        config = self.config() if run == "anneal_smoke" else self.rollback_config()
+        self._merge(run, log_path(config.output.log_dir))
+        return result
+
+    def drill_store_before(self) -> tuple[dict[str, str], str | None]:
+        """The drill store's file digests and promoted id, taken just before the drill started."""
+        assert self._drill_store_before is not None, "the rollback drill has not been started"
+        return self._drill_store_before
+
+    def _merge(self, run: str, log: Path) -> None:
+        if log.exists():
+            merge_run(self.bundle, self.name, run, read_log(log))
+
+    def records(self, run: str) -> list[dict[str, Any]]:
+        """This dataset's records of ``run`` in the bundle's run log."""
+        from harness.bundle import run_log
+
+        return [
+            r
+            for r in read_log(run_log(self.bundle))
+            if r.get("dataset") == self.name and r.get("run") == run
+        ]
+
+    def close(self) -> None:
+        for run in self._cli.values():
+            run.kill()

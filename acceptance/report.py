@@ -1,0 +1,307 @@
+"""A dataset's end-of-session bundle files: the filtered pytest JSON report, the human-readable
+``acceptance_report_<dataset>.md`` and ``summary_<dataset>.json`` (schema
+``harness/schemas/summary.schema.json``). Written by the controller only, each atomically.
+
+Wall-clock figures are shown against the outline's runtime baseline as information: the
+rehearsal never gates on time (the machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+from collections import Counter
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
+from harness.bundle import RUN_LOG, DatasetFiles, artefact_entries
+from harness.checkpoints import utc_now
+from harness.datasets.registry import DatasetRef
+from harness.validation import check
+
+if TYPE_CHECKING:
+    from acceptance.plugin import Collected, Step
+
+BASELINE_S = 1.8  # the outline's runtime baseline for the BC and anneal suites, in seconds
+
+REMEDIAL = {
+    "dataset_integrity": (
+        "Do not train on this dataset. Run `harness dataset verify {arg}` to list every problem. "
+        "Restore each mismatched or missing capture from its archived original (re-recording "
+        "with the same seed gives the same bytes), or reject it with `harness dataset review "
+        "{name} <id> --reject --reason TEXT`, which rewrites the sheet; never rewrite the sheet "
+        "over a change nobody can explain. Then rerun the rehearsal."
+    ),
+    "bc_trainer": (
+        "Read the bc record in runs/{name}/bc_trainer/logs/anneal_results.json (accuracy, "
+        "per-action recall, majority baseline) and check the captures with `harness dataset "
+        "inspect {arg}`; reject poor captures or record more demonstrations, then rerun. Do not "
+        "lower bc.accuracy_threshold to make the gate pass."
+    ),
+    "anneal_smoke": (
+        "Read runs/{name}/anneal_smoke/cli_stderr.txt and the run log beside it, and rerun the "
+        "command in this step's metrics to reproduce. If the regression gate failed, compare "
+        "mean_return with baseline_mean_return in the ppo record before touching "
+        "anneal.regression_tolerance."
+    ),
+    "rollback_drill": (
+        "Do not ship this phase: a failed gate did not roll back cleanly. Read "
+        "runs/{name}/rollback_drill/cli_stderr.txt and the drill's run log; a moved promoted "
+        "checkpoint or a changed store means promotion is broken (run `pytest "
+        "tests/test_checkpoints.py tests/test_mixed_training.py`)."
+    ),
+    "artefact_capture": (
+        "The bundle is incomplete or invalid where the message says. Rerun the rehearsal; a "
+        "file that is still missing belongs to a step that failed, so fix that step first."
+    ),
+}
+ABORTED = (
+    "Fix the step that failed first ({failed}; see its remedial action), then rerun the "
+    "rehearsal: `pytest acceptance/ -m rehearsal --dataset={arg}`."
+)
+ERROR = (
+    "The step could not run: its set-up or teardown failed. The message names the file or "
+    "value at fault (a manifest, a config); fix it and rerun the rehearsal."
+)
+NOT_RUN = (
+    "Run the whole rehearsal: `pytest acceptance/ -m rehearsal --dataset={arg}` (this step was "
+    "not selected, or the session stopped before it)."
+)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(project: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(project), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@cache
+def environment(project: Path) -> dict[str, Any]:
+    """Versions (read from package metadata: the controller never imports torch), git, host."""
+    commit = _git(project, "rev-parse", "HEAD")
+    status = _git(project, "status", "--porcelain", "--untracked-files=no") if commit else None
+    return {
+        "python": platform.python_version(),
+        "torch": _version("torch"),
+        "gymnasium": _version("gymnasium"),
+        "numpy": _version("numpy"),
+        "h5py": _version("h5py"),
+        "pytest": _version("pytest") or "unknown",
+        "pytest_xdist": _version("pytest-xdist"),
+        "pytest_json_report": _version("pytest-json-report"),
+        "harness": _version("harness"),
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def _remedial(step: Step, seen: Collected, name: str, arg: str, failed: list[str]) -> str | None:
+    if seen.outcome == "passed":
+        return None
+    if seen.outcome == "failed":
+        return REMEDIAL[step.key].format(name=name, arg=arg)
+    if seen.outcome == "aborted":
+        return ABORTED.format(failed=", ".join(failed) or "an earlier step", arg=arg)
+    if seen.outcome == "error":
+        return ERROR
+    return NOT_RUN.format(arg=arg)
+
+
+def _steps(steps: list[tuple[Step, Collected]], name: str, arg: str) -> list[dict[str, Any]]:
+    failed = [s.title for s, seen in steps if seen.outcome in ("failed", "error")]
+    return [
+        {
+            "step": step.key,
+            "title": step.title,
+            "test": seen.nodeid,
+            "outcome": seen.outcome,
+            "duration_s": round(seen.duration, 3) if seen.nodeid else None,
+            "message": seen.message,
+            "remedial_action": _remedial(step, seen, name, arg, failed),
+        }
+        for step, seen in steps
+    ]
+
+
+def _pytest_report(json_report: dict[str, Any], nodeids: set[str]) -> dict[str, Any]:
+    """The session's JSON report cut down to one dataset's tests (summary recounted)."""
+    tests = [t for t in json_report.get("tests", []) if t.get("nodeid") in nodeids]
+    counts = Counter(t.get("outcome", "unknown") for t in tests)
+    return {
+        **json_report,
+        "summary": {**dict(sorted(counts.items())), "total": len(tests), "collected": len(tests)},
+        "tests": tests,
+    }
+
+
+def _missing(files: DatasetFiles, steps: list[dict[str, Any]], json_report: Any) -> list[dict]:
+    outcome = {s["step"]: (s["title"], s["outcome"]) for s in steps}
+
+    def because(step: str) -> str:
+        title, result = outcome[step]
+        return f"not written: the {title} step {'was ' if result != 'failed' else ''}{result}"
+
+    expected: list[tuple[Path, str]] = [
+        (files.config, "not written: the dataset's set-up failed"),
+        (files.rollback_config, "not written: the dataset's set-up failed"),
+        (files.manifest, "not copied: the dataset's set-up failed"),
+        (files.checksums, "not copied: the dataset's set-up failed"),
+        (files.ppo_log, because("anneal_smoke")),
+        (files.run("bc_trainer") / "logs/anneal_results.json", because("bc_trainer")),
+        (files.run("anneal_smoke") / "logs/anneal_results.json", because("anneal_smoke")),
+        (files.run("rollback_drill") / "logs/anneal_results.json", because("rollback_drill")),
+    ]
+    if json_report is None:
+        expected.append((files.pytest_report, "pytest-json-report is not installed"))
+    return [
+        {"path": path.relative_to(files.root).as_posix(), "why": why}
+        for path, why in expected
+        if not path.is_file()
+    ]
+
+
+def write_bundle(
+    files: DatasetFiles,
+    ref: DatasetRef,
+    arg: str,
+    *,
+    project: Path,
+    steps: list[tuple[Step, Collected]],
+    json_report: dict[str, Any] | None,
+    session_s: float,
+    started_at: str,
+    pytest_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the dataset's pytest JSON report, report and summary; return the summary."""
+    name = files.dataset
+    files.root.mkdir(parents=True, exist_ok=True)
+    if json_report is not None:
+        nodeids = {seen.nodeid for _, seen in steps if seen.nodeid}
+        # default=str, as pytest-json-report itself saves values JSON has no type for.
+        text = json.dumps(_pytest_report(json_report, nodeids), indent=2, default=str)
+        write_text_atomic(files.pytest_report, text + "\n")
+    step_rows = _steps(steps, name, arg)
+    summary: dict[str, Any] = {
+        "schema_version": 1,
+        "dataset": name,
+        "manifest": str(ref.manifest.resolve()),
+        "checksums": str(ref.checksums.resolve()),
+        "passed": all(row["outcome"] == "passed" for row in step_rows),
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "durations": {
+            "session_s": round(session_s, 3),
+            "steps_s": round(sum(row["duration_s"] or 0.0 for row in step_rows), 3),
+            "baseline_s": BASELINE_S,
+        },
+        "steps": step_rows,
+        "metrics": {step.key: seen.metrics for step, seen in steps if seen.metrics},
+        "artefacts": [],
+        "missing": [],
+        "environment": environment(project),
+        "pytest": pytest_info,
+    }
+    summary["missing"] = _missing(files, step_rows, json_report)
+    write_text_atomic(files.report, render(summary, artefact_entries(files.root, name), files))
+    summary["artefacts"] = artefact_entries(files.root, name, exclude=(files.summary,))
+    check(summary, "summary", files.summary)
+    write_json_atomic(files.summary, summary)
+    return summary
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: DatasetFiles) -> str:
+    """The human-readable report: verdict, steps against the baseline, failures and what to
+    do, metrics, artefact paths."""
+    env, durations = summary["environment"], summary["durations"]
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    commit = (env["git_commit"] or "not a git checkout")[:12]
+    if env["git_dirty"]:
+        commit += " (with uncommitted changes)"
+    lines = [
+        f"# Acceptance report: {summary['dataset']}: {verdict}",
+        "",
+        f"Phase 5.4 ops rehearsal, {summary['finished_at']}; commit {commit}; host "
+        f"{env['host']}; Python {env['python']}, PyTorch {env['torch']}, Gymnasium "
+        f"{env['gymnasium']}.",
+        "",
+        f"- Manifest: `{summary['manifest']}`",
+        f"- Checksum sheet: `{summary['checksums']}`",
+        f"- Bundle: `{files.root}`",
+        "",
+        "## Steps",
+        "",
+        "| # | step | outcome | wall-clock |",
+        "| --- | --- | --- | --- |",
+    ]
+    for number, row in enumerate(summary["steps"], 1):
+        outcome = row["outcome"] if row["outcome"] == "passed" else f"**{row['outcome'].upper()}**"
+        lines.append(f"| {number} | {row['title']} | {outcome} | {_seconds(row['duration_s'])} |")
+    ratio = durations["session_s"] / durations["baseline_s"]
+    lines += [
+        "",
+        f"Wall-clock: this dataset's steps {_seconds(durations['steps_s'])}, the whole session "
+        f"{_seconds(durations['session_s'])} ({summary['pytest']['workers'] or 'no'} xdist "
+        f"workers), against the outline's baseline of {durations['baseline_s']:g} s for the BC "
+        f"and anneal suites: {ratio:.1f}x. Information only; the rehearsal never gates on time.",
+        "",
+    ]
+    problems = [row for row in summary["steps"] if row["outcome"] != "passed"]
+    if problems:
+        lines += ["## What failed and what to do", ""]
+        for row in problems:
+            lines.append(f"- **{row['title']}**: {row['outcome']}: {row['message'] or '-'}")
+            lines.append(f"  - Remedial action: {row['remedial_action']}")
+        lines.append("")
+    if summary["missing"]:
+        lines += ["## Missing artefacts", ""]
+        lines += [f"- `{m['path']}`: {m['why']}" for m in summary["missing"]]
+        lines.append("")
+    lines += ["## Metrics", ""]
+    for step, metrics in summary["metrics"].items():
+        shown = ", ".join(f"{k} `{_short(v)}`" for k, v in metrics.items())
+        lines.append(f"- {step}: {shown}")
+    lines += [
+        "",
+        "## Artefacts",
+        "",
+        f"Paths relative to the bundle; sha256 and sizes are in `{files.summary.name}` "
+        f"(check them later with `harness bundle verify {files.root}`).",
+        "",
+    ]
+    for entry in artefacts:
+        what = (
+            f" (this dataset's records, {entry['bytes']} bytes)" if entry["path"] == RUN_LOG else ""
+        )
+        lines.append(f"- `{entry['path']}`{what}")
+    lines.append(f"- `{files.summary.name}`")
+    return "\n".join(lines) + "\n"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else dumps_json(value).replace("\n", " ")
+    text = " ".join(text.split())
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -1,0 +1,33 @@
+"""Root conftest: the rehearsal's options and its plugin (``acceptance/plugin.py``).
+
+``pytest acceptance/ -m rehearsal [--dataset=...] [--bundle=DIR]`` runs the Phase 5.4 ops
+rehearsal; plain ``pytest`` runs the unit tests under ``tests/``, where the plugin stays idle.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# pytester: tests/test_acceptance_suite.py runs the rehearsal as real pytest sessions.
+pytest_plugins = ("acceptance.plugin", "pytester")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(
+        "rehearsal", "Phase 5.4 ops rehearsal (pytest acceptance/ -m rehearsal)"
+    )
+    group.addoption(
+        "--dataset",
+        default="idle_v1",
+        metavar="DATASET[,DATASET...]",
+        help="datasets to rehearse, comma-separated: idle_v1 (default, the production dataset), "
+        "preflight (the synthetic bundle), another name registered under data/bc_datasets/, "
+        "or a path to a manifest file",
+    )
+    group.addoption(
+        "--bundle",
+        default=None,
+        metavar="DIR",
+        help="folder of the acceptance bundle (default: artifacts/m5/acceptance in the checkout); "
+        "a rehearsal replaces only the files of the datasets it runs",
+    )

@@ -1,0 +1,174 @@
+"""Tests of the rehearsal suite itself: real ``pytest acceptance/ -m rehearsal`` sessions (pytester
+subprocesses) on datasets damaged or built to fail, checking the bundle they leave."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bundle import DatasetFiles, verify_bundle
+from harness.datasets.checksums import build_sheet
+from harness.datasets.curation import add_capture
+from harness.datasets.manifest import new_manifest
+from harness.datasets.recording import record_capture
+
+from .conftest import REPO, Dataset
+
+SUITE = REPO / "acceptance"
+STEPS = ["dataset_integrity", "bc_trainer", "anneal_smoke", "rollback_drill", "artefact_capture"]
+
+
+def rehearse(pytester: pytest.Pytester, bundle: Path, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        str(SUITE), "-m", "rehearsal", f"--bundle={bundle}", "-p", "no:cacheprovider", *args
+    )
+
+
+def summary(bundle: Path, name: str) -> dict[str, Any]:
+    return json.loads(DatasetFiles(bundle, name).summary.read_text("utf-8"))
+
+
+def outcomes(doc: dict[str, Any]) -> dict[str, str]:
+    return {s["step"]: s["outcome"] for s in doc["steps"]}
+
+
+def corrupted_copy(root: Path) -> Path:
+    """A copy of idle_v1 with one byte of an accepted capture flipped; returns its manifest."""
+    shutil.copytree(REPO / "data" / "bc_datasets", root)
+    ds = Dataset(root, "idle_v1")
+    capture = ds.capture(ds.manifest().accepted()[0].id)
+    data = bytearray(capture.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    capture.write_bytes(bytes(data))
+    return ds.manifest_path
+
+
+def random_dataset(root: Path) -> Path:
+    """A dataset of a random demonstrator: intact, but BC cannot reach the 0.8 gate on it."""
+    ds = Dataset(root, "coin_flips")
+    manifest = new_manifest(ds.manifest_path, ds.name, "CartPole-v1", ds.captures)
+    for seed in (1, 2):
+        path = ds.captures / f"random_{seed}.h5"
+        record_capture(path, "CartPole-v1", "random", noise=0.0, episodes=6, seed=seed)
+        entry = add_capture(manifest, path)
+        manifest.with_status(entry.id, "accepted", "recorded to fail the BC gate")
+    manifest.save()
+    build_sheet(manifest, ds.sheet_path).save()
+    return ds.manifest_path
+
+
+def test_a_corrupted_capture_aborts_the_later_steps_and_leaves_a_complete_bundle(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    manifest = corrupted_copy(tmp_path / "data")
+    bundle = tmp_path / "bundle"
+    files = DatasetFiles(bundle, "idle_v1")
+    # Leftovers of an earlier run of the same dataset, and another dataset's file.
+    files.runs.mkdir(parents=True)
+    (files.runs / "stale.txt").write_text("from an earlier run")
+    files.ppo_log.write_text("{}\n")
+    (bundle / "config_other.yaml").write_text("seed: 1\n")
+
+    result = rehearse(pytester, bundle, f"--dataset={manifest}")
+
+    assert result.ret == 1
+    result.assert_outcomes(failed=1, skipped=4)
+    result.stdout.fnmatch_lines(["*aborted: dataset integrity failed*"])
+    doc = summary(bundle, "idle_v1")
+    assert not doc["passed"]
+    assert outcomes(doc) == {"dataset_integrity": "failed"} | {s: "aborted" for s in STEPS[1:]}
+    integrity = doc["steps"][0]
+    assert "digest" in integrity["message"] and "cap_001" in integrity["message"]
+    assert "harness dataset verify" in integrity["remedial_action"]
+    for step in doc["steps"][1:]:
+        assert step["message"] == "aborted: dataset integrity failed"
+        assert "Dataset integrity" in step["remedial_action"]
+    assert doc["metrics"]["dataset_integrity"]["problems"]
+    # Complete although it failed: the report, the JSON report, the overlays and the copies.
+    for path in (files.report, files.pytest_report, files.config, files.rollback_config):
+        assert path.is_file(), path
+    assert files.manifest.read_bytes() == manifest.read_bytes()
+    assert {m["path"] for m in doc["missing"]} >= {"ppo_idle_v1.jsonl"}
+    report = files.report.read_text("utf-8")
+    assert "FAILED" in report and integrity["remedial_action"] in report
+    pytest_report = json.loads(files.pytest_report.read_text("utf-8"))
+    assert pytest_report["exitcode"] == 1 and len(pytest_report["tests"]) == 5
+    # The rerun replaced this dataset's files only, and the bundle checks out.
+    assert not (files.runs / "stale.txt").exists() and not files.ppo_log.exists()
+    assert (bundle / "config_other.yaml").is_file()
+    # Every artefact matches the summary; only the stray file belongs to no summary.
+    assert [(p.kind, p.path) for p in verify_bundle(bundle).problems] == [
+        ("unexpected", "config_other.yaml")
+    ]
+
+
+def _comparable(bundle: Path, name: str) -> dict[str, Any]:
+    """A summary without what legitimately differs between two sessions: times, the bundle."""
+    doc = json.loads(
+        DatasetFiles(bundle, name).summary.read_text("utf-8").replace(str(bundle), "<bundle>")
+    )
+    metrics = {
+        step: {k: v for k, v in values.items() if k != "cli_seconds"}
+        for step, values in doc["metrics"].items()
+    }
+    steps = [(s["step"], s["outcome"], s["message"], s["remedial_action"]) for s in doc["steps"]]
+    return {"steps": steps, "metrics": metrics, "missing": doc["missing"]}
+
+
+def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    coin_flips = random_dataset(tmp_path / "data")
+    corrupted = corrupted_copy(tmp_path / "corrupted")
+    datasets = f"--dataset={coin_flips},{corrupted}"
+
+    serial = rehearse(pytester, tmp_path / "serial", datasets)
+
+    assert serial.ret == 1
+    doc = summary(tmp_path / "serial", "coin_flips")
+    assert outcomes(doc) == {
+        "dataset_integrity": "passed",
+        "bc_trainer": "failed",
+        "anneal_smoke": "failed",
+        "rollback_drill": "aborted",
+        "artefact_capture": "failed",
+    }
+    bc, smoke, drill = doc["steps"][1:4]
+    assert "below the overlay's threshold 0.8" in bc["message"]
+    assert "Do not lower bc.accuracy_threshold" in bc["remedial_action"]
+    assert doc["metrics"]["bc_trainer"]["accuracy"] < 0.8
+    assert doc["metrics"]["anneal_smoke"]["exit_code"] == 3
+    assert drill["message"] == "aborted: BC trainer verification failed"
+    assert "cli_stderr.txt" in smoke["remedial_action"]
+    assert outcomes(summary(tmp_path / "serial", "idle_v1"))["dataset_integrity"] == "failed"
+
+    parallel = rehearse(pytester, tmp_path / "parallel", datasets, "-n", "2")
+
+    assert parallel.ret == 1
+    assert parallel.parseoutcomes() == serial.parseoutcomes()
+    for name in ("coin_flips", "idle_v1"):
+        assert summary(tmp_path / "parallel", name)["pytest"]["workers"] == 2
+        assert _comparable(tmp_path / "parallel", name) == _comparable(tmp_path / "serial", name)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("nope", "--dataset=nope: unknown dataset 'nope'"),
+        ("idle_v1,preflight,idle_v1", "dataset 'idle_v1' is named twice"),
+        ("missing/manifest.json", "--dataset=missing/manifest.json: no such manifest file"),
+    ],
+)
+def test_a_bad_dataset_is_a_usage_error_before_anything_runs(
+    pytester: pytest.Pytester, tmp_path: Path, value: str, error: str
+) -> None:
+    result = rehearse(pytester, tmp_path / "bundle", f"--dataset={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in result.errlines if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: --dataset="), result.errlines
+    assert error in lines[0]
+    assert not (tmp_path / "bundle").exists()
