@@ -131,8 +131,9 @@ class Rehearsal:
             # The drill runs against a store that already holds a promoted checkpoint: a copy of
             # the BC step's store (its own folder, so no two runs ever write the same file).
             store = self.files.run("rollback_drill") / "checkpoints"
-            if not store.exists():
-                shutil.copytree(self.files.run("bc_trainer") / "checkpoints", store)
+            seed = self.files.run("bc_trainer") / "checkpoints"
+            if seed.is_dir() and not store.exists():
+                shutil.copytree(seed, store)
             promoted = CheckpointStore(store).promoted()
             self._drill_store_before = (
                 CheckpointStore(store).snapshot(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ def test_dataset_integrity(dataset: Dataset, rehearsal: Rehearsal, record_proper
     record_property(
         "metrics",
         {
-            "accepted_captures": len(dataset.manifest.accepted()),
+            "accepted_captures": len(dataset.captures),
             "checked": len(report.checked),
             "bytes": sum(c.get("bytes", 0) for c in report.checked),
             "problems": [p.message for p in report.problems],
@@ -147,11 +148,17 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
 
 
 @pytest.mark.rehearsal(step="artefact_capture")
-def test_artefact_capture(dataset: Dataset, rehearsal: Rehearsal, record_property: Record) -> None:
+def test_artefact_capture(
+    dataset: Dataset,
+    rehearsal: Rehearsal,
+    overlay: Path,
+    rollback_overlay: Path,
+    record_property: Record,
+) -> None:
     files = rehearsal.files
     checked: list[str] = []
 
-    def present(path: Any) -> Any:
+    def present(path: Path) -> Path:
         assert path.is_file(), f"{path.name} is missing from the bundle {files.root}"
         checked.append(path.relative_to(files.root).as_posix())
         return path
@@ -166,8 +173,8 @@ def test_artefact_capture(dataset: Dataset, rehearsal: Rehearsal, record_propert
             assert sha256_file(copy) == sha256_file(source), f"{copy.name} differs from {source}"
         # The overlays: complete configs on this dataset, the rollback one differing only in
         # its threshold and its output folders.
-        config = load_config(present(files.config))
-        strict = load_config(present(files.rollback_config))
+        config = load_config(present(overlay))
+        strict = load_config(present(rollback_overlay))
         assert config.dataset.manifest.resolve() == dataset.ref.manifest.resolve()
         assert config.output.log_dir.is_relative_to(files.runs)
         changed = set(changed_keys(config, strict))
