@@ -138,10 +138,16 @@ def pytest_configure(config: pytest.Config) -> None:
     project = config.rootpath
     bundle = Path(config.getoption("bundle") or project / DEFAULT_BUNDLE)
     bundle = (bundle if bundle.is_absolute() else config.invocation_params.dir / bundle).resolve()
-    datasets, args = _resolve_datasets(
-        config.getoption("dataset") or DEFAULT_DATASET, project, config.invocation_params.dir
-    )
     active = _rehearsal_session(config) and not config.option.collectonly
+    # Resolved for any session that collects the suite (--collect-only too), never for one that
+    # only runs the unit tests, which need no dataset.
+    datasets, args = (
+        _resolve_datasets(
+            config.getoption("dataset") or DEFAULT_DATASET, project, config.invocation_params.dir
+        )
+        if _rehearsal_session(config)
+        else ([], {})
+    )
     config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)
     config.stash[FAILED] = {}
     if active:
@@ -173,7 +179,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "dataset" in metafunc.fixturenames:
+    if "dataset" in metafunc.fixturenames and ACCEPTANCE_DIR in metafunc.definition.path.parents:
         refs = settings(metafunc.config).datasets
         # Session scope: pytest then runs one dataset's steps together, in file order.
         metafunc.parametrize(

@@ -273,7 +273,10 @@ def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: Data
     if problems:
         lines += ["## What failed and what to do", ""]
         for row in problems:
-            lines.append(f"- **{row['title']}**: {row['outcome']}: {row['message'] or '-'}")
+            message = row["message"] or "-"
+            if not message.startswith(row["outcome"]):
+                message = f"{row['outcome']}: {message}"
+            lines.append(f"- **{row['title']}**: {message}")
             lines.append(f"  - Remedial action: {row['remedial_action']}")
         lines.append("")
     if summary["missing"]:

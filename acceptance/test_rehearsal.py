@@ -33,8 +33,8 @@ def test_dataset_integrity(dataset: Dataset, rehearsal: Rehearsal, record_proper
         "metrics",
         {
             "accepted_captures": len(dataset.captures),
-            "checked": len(report.checked),
-            "bytes": sum(c.get("bytes", 0) for c in report.checked),
+            "matching": len(report.checked),
+            "matching_bytes": sum(c["bytes"] for c in report.checked),
             "problems": [p.message for p in report.problems],
         },
     )

@@ -23,6 +23,7 @@ sha256 and size of their canonical JSON (``records_digest``), not of the whole f
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -462,3 +463,84 @@ def _owned(rel: str, dataset: str) -> bool:
 def _inside(path: Path, folder: Path) -> bool:
     real, base = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return real != base and real.is_relative_to(base)
+
+
+# --- comparing two rehearsals ------------------------------------------------------------------
+
+# Figures that differ between two sessions of the same rehearsal by nature: wall-clock.
+TIMING_METRICS = ("cli_seconds",)
+
+
+def comparable(root: Path, dataset: str) -> dict[str, Any]:
+    """What must be equal between two rehearsals of one dataset with the same code and data:
+    the steps' outcomes, messages and remedial actions, the metrics (wall-clock aside) and the
+    missing artefacts, with the bundle's own path written ``<bundle>``."""
+    path = DatasetFiles(root, dataset).summary
+    summary = load_json(path, "summary")
+    check(summary, "summary", path)
+    summary = _relabel(summary, str(root.resolve()))
+    return {
+        "steps": {
+            s["step"]: {k: s[k] for k in ("outcome", "message", "remedial_action")}
+            for s in summary["steps"]
+        },
+        "metrics": {
+            step: {k: v for k, v in values.items() if k not in TIMING_METRICS}
+            for step, values in summary["metrics"].items()
+        },
+        "missing": summary["missing"],
+    }
+
+
+def _relabel(value: Any, root: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(root, "<bundle>")
+    if isinstance(value, list):
+        return [_relabel(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: _relabel(v, root) for k, v in value.items()}
+    return value
+
+
+def _flat(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(_flat(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def compare_bundles(
+    a: str | os.PathLike[str], b: str | os.PathLike[str]
+) -> tuple[list[str], list[str]]:
+    """The datasets both bundles hold, and one line per difference between their rehearsals."""
+    roots = [Path(a), Path(b)]
+    names = []
+    for root in roots:
+        if not root.is_dir():
+            raise HarnessError(f"{root}: no such bundle folder")
+        found = {_summary_dataset(p) for p in root.glob("summary_*.json")}
+        if not found:
+            raise HarnessError(f"{root}: no summary_<dataset>.json in this folder; is it a bundle?")
+        names.append(found)
+    differences = [
+        f"{name}: rehearsed only in {root}"
+        for root, mine, other in ((roots[0], names[0], names[1]), (roots[1], names[1], names[0]))
+        for name in sorted(mine - other)
+    ]
+    both = sorted(names[0] & names[1])
+    for name in both:
+        left, right = (_flat(comparable(root, name), "") for root in roots)
+        for key in sorted(set(left) | set(right)):
+            if left.get(key, "(absent)") != right.get(key, "(absent)"):
+                differences.append(
+                    f"{name}: {key}: {_show(left.get(key, '(absent)'))} in {roots[0]}, "
+                    f"{_show(right.get(key, '(absent)'))} in {roots[1]}"
+                )
+    return both, differences
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= 120 else text[:117] + "..."

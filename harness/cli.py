@@ -378,6 +378,21 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+def cmd_bundle_compare(args: argparse.Namespace) -> int:
+    from harness.bundle import compare_bundles
+    from harness.datasets.paths import display
+
+    both, differences = compare_bundles(args.first, args.second)
+    for line in differences:
+        _out(line)
+    shown = f"{display(args.first)} and {display(args.second)}"
+    if differences:
+        _out(f"bundles {shown}: {len(differences)} difference(s)")
+        return EXIT_PROBLEMS
+    _out(f"bundles {shown}: same outcomes and metrics for {', '.join(both)}")
+    return EXIT_OK
+
+
 def _rehearsal_outcome(summary: dict[str, Any]) -> str:
     """``rehearsal passed``, or ``rehearsal FAILED (steps: ...)`` naming the steps that did not pass."""
     if summary["passed"]:
@@ -872,6 +887,21 @@ on an error nothing is written (exit 2). OUT is overwritten if it exists, but ne
     p.add_argument("dir", metavar="DIR", help="the bundle folder, e.g. artifacts/m5/acceptance")
     p.add_argument("--json", action="store_true", help="print a machine-readable report")
     p.set_defaults(func=cmd_bundle_verify)
+
+    p = bundle_cmds.add_parser(
+        "compare",
+        help="check that two rehearsals gave the same outcomes and metrics",
+        description=(
+            "Compare two bundles' rehearsals of the same datasets: every step's outcome, "
+            "message and remedial action, every metric except wall-clock (cli_seconds), and "
+            "the missing artefacts, with each bundle's own path written <bundle>. The same "
+            "code, data and seeds must give the same figures, serial or on xdist workers. "
+            "Exit codes: 0 the same, 1 differences (one line each), 2 bad input."
+        ),
+    )
+    p.add_argument("first", metavar="DIR", help="a bundle folder")
+    p.add_argument("second", metavar="OTHER", help="another bundle folder")
+    p.set_defaults(func=cmd_bundle_compare)
     return parser
 
 

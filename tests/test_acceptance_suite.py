@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.bundle import DatasetFiles, verify_bundle
+from harness.bundle import DatasetFiles, comparable, verify_bundle
 from harness.datasets.checksums import build_sheet
 from harness.datasets.curation import add_capture
 from harness.datasets.manifest import new_manifest
@@ -106,19 +106,6 @@ def test_a_corrupted_capture_aborts_the_later_steps_and_leaves_a_complete_bundle
     ]
 
 
-def _comparable(bundle: Path, name: str) -> dict[str, Any]:
-    """A summary without what legitimately differs between two sessions: times, the bundle."""
-    doc = json.loads(
-        DatasetFiles(bundle, name).summary.read_text("utf-8").replace(str(bundle), "<bundle>")
-    )
-    metrics = {
-        step: {k: v for k, v in values.items() if k != "cli_seconds"}
-        for step, values in doc["metrics"].items()
-    }
-    steps = [(s["step"], s["outcome"], s["message"], s["remedial_action"]) for s in doc["steps"]]
-    return {"steps": steps, "metrics": metrics, "missing": doc["missing"]}
-
-
 def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -152,7 +139,7 @@ def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
     assert parallel.parseoutcomes() == serial.parseoutcomes()
     for name in ("coin_flips", "idle_v1"):
         assert summary(tmp_path / "parallel", name)["pytest"]["workers"] == 2
-        assert _comparable(tmp_path / "parallel", name) == _comparable(tmp_path / "serial", name)
+        assert comparable(tmp_path / "parallel", name) == comparable(tmp_path / "serial", name)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from harness.bundle import (
     DatasetFiles,
     artefact_entries,
     clear_dataset,
+    compare_bundles,
     merge_run,
     run_log,
     verify_bundle,
@@ -602,3 +603,56 @@ def test_missing_folder_is_bad_input(tmp_path: Path) -> None:
 
 def test_dir_is_required() -> None:
     assert_one_line_error(call_cli("bundle", "verify"), "DIR")
+
+
+# --- comparing two rehearsals ------------------------------------------------------------------
+
+
+def test_two_rehearsals_with_the_same_figures_compare_equal(tmp_path: Path) -> None:
+    first, second = tmp_path / "serial", tmp_path / "parallel"
+    for root in (first, second):
+        add_dataset(root, "idle_v1")
+        # The bundle's own path and the wall-clock differ between sessions by nature.
+        write_summary(
+            root,
+            "idle_v1",
+            metrics={"anneal_smoke": {"command": f"run {root}/config.yaml", "cli_seconds": 2.5}},
+            durations={"session_s": len(str(root)), "steps_s": 0.5, "baseline_s": 1.8},
+        )
+    result = call_cli("bundle", "compare", first, second)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.splitlines()[-1].endswith("same outcomes and metrics for idle_v1")
+
+
+def test_a_different_metric_outcome_or_dataset_is_a_difference(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    add_dataset(first, "idle_v1")
+    add_dataset(first, "preflight")
+    add_dataset(second, "idle_v1", outcomes={"rollback_drill": "failed"})
+    write_summary(
+        second,
+        "idle_v1",
+        outcomes={"rollback_drill": "failed"},
+        metrics={"bc_trainer": {"accuracy": 0.5}},
+    )
+    both, differences = compare_bundles(first, second)
+    assert both == ["idle_v1"]
+    assert differences[0] == f"preflight: rehearsed only in {first}"
+    assert f"idle_v1: metrics.bc_trainer.accuracy: 0.875 in {first}, 0.5 in {second}" in differences
+    assert f"idle_v1: steps.rollback_drill.outcome: passed in {first}, failed in {second}" in (
+        differences
+    )
+    result = call_cli("bundle", "compare", first, second)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].endswith(f"{len(differences)} difference(s)")
+
+
+def test_comparing_a_folder_that_is_not_a_bundle_is_one_line(tmp_path: Path) -> None:
+    add_dataset(tmp_path / "a", "idle_v1")
+    assert_one_line_error(
+        call_cli("bundle", "compare", tmp_path / "a", tmp_path / "nope"), "no such bundle"
+    )
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(
+        call_cli("bundle", "compare", tmp_path / "a", tmp_path / "empty"), "no summary"
+    )
