@@ -138,14 +138,15 @@ def pytest_configure(config: pytest.Config) -> None:
     project = config.rootpath
     bundle = Path(config.getoption("bundle") or project / DEFAULT_BUNDLE)
     bundle = (bundle if bundle.is_absolute() else config.invocation_params.dir / bundle).resolve()
-    active = _rehearsal_session(config) and not config.option.collectonly
+    collects_suite = _rehearsal_session(config)
+    active = collects_suite and not config.option.collectonly
     # Resolved for any session that collects the suite (--collect-only too), never for one that
     # only runs the unit tests, which need no dataset.
     datasets, args = (
         _resolve_datasets(
             config.getoption("dataset") or DEFAULT_DATASET, project, config.invocation_params.dir
         )
-        if _rehearsal_session(config)
+        if collects_suite
         else ([], {})
     )
     config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)

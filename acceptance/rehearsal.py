@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from acceptance.cli_runs import CLIResult, CLIRun
 from harness.atomic import write_bytes_atomic
-from harness.bundle import DatasetFiles, merge_run
+from harness.bundle import DatasetFiles, dataset_records, merge_run
 from harness.checkpoints import CheckpointStore
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
@@ -179,14 +179,8 @@ class Rehearsal:
             merge_run(self.bundle, self.name, run, read_log(log))
 
     def records(self, run: str) -> list[dict[str, Any]]:
-        """This dataset's records of ``run`` in the bundle's run log."""
-        from harness.bundle import run_log
-
-        return [
-            r
-            for r in read_log(run_log(self.bundle))
-            if r.get("dataset") == self.name and r.get("run") == run
-        ]
+        """This dataset's records of ``run`` in the bundle's run log (schema-checked)."""
+        return [r for r in dataset_records(self.bundle, self.name) if r.get("run") == run]
 
     def close(self) -> None:
         for run in self._cli.values():
