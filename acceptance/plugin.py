@@ -23,9 +23,9 @@ import pytest
 
 from acceptance import report as bundle_report
 from harness.bundle import DEFAULT_BUNDLE, DatasetFiles, clear_dataset
-from harness.checkpoints import utc_now
 from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
+from harness.formatting import utc_now
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
 PROPERTY = "rehearsal"  # the user property naming an item's dataset and step

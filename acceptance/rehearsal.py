@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any
 from acceptance.cli_runs import CLIResult, CLIRun
 from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records, merge_run
-from harness.checkpoints import CheckpointStore
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import VerifyReport, verify
 from harness.datasets.manifest import load_manifest
 from harness.datasets.registry import DatasetRef
-from harness.runlog import log_path, read_log
+from harness.training.checkpoints import CheckpointStore
+from harness.training.runlog import log_path, read_log
 
 if TYPE_CHECKING:
-    from harness.training import BCResult
+    from harness.training.facade import BCResult
 
 BASE_CONFIG = Path("configs/examples/poc_hybrid.yaml")
 TRAINING_SCRIPT = Path("scripts/run_training.py")
@@ -103,7 +103,7 @@ class Rehearsal:
     def bc(self) -> BCResult:
         """The in-process BC run (once per session), its records merged into the bundle log."""
         if self._bc is None:
-            from harness.training import TrainingHarness  # imports torch on first training
+            from harness.training.facade import TrainingHarness  # imports torch on first training
 
             folder = self.files.run("bc_trainer")
             harness = TrainingHarness(

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
 from harness.bundle import RUN_LOG, DatasetFiles, artefact_entries
-from harness.checkpoints import utc_now
 from harness.datasets.registry import DatasetRef
+from harness.formatting import utc_now
 from harness.validation import check
 
 if TYPE_CHECKING:

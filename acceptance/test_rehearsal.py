@@ -16,11 +16,11 @@ import pytest
 
 from acceptance.conftest import Dataset
 from acceptance.rehearsal import ROLLBACK_THRESHOLD, Rehearsal
-from harness.checkpoints import CheckpointStore
 from harness.config import changed_keys, load_config
-from harness.datasets.checksums import sha256_file
 from harness.errors import EXIT_OK, EXIT_ROLLED_BACK
-from harness.runlog import read_ppo_log
+from harness.hashing import sha256_file
+from harness.training.checkpoints import CheckpointStore
+from harness.training.runlog import read_ppo_log
 from harness.validation import check, load_json
 
 Record = Callable[[str, Any], None]

@@ -1,12 +1,12 @@
-"""Benchmark: our PPO (``harness/ppo.py``) against Stable-Baselines3's PPO on the same task.
+"""Benchmark: our PPO (``harness/training/ppo.py``) against Stable-Baselines3's PPO on the same task.
 
 What it measures
     Training throughput, in environment steps per second, of two PPO implementations doing the
     same work:
 
-    * ours: ``harness.ppo.train`` built the way the harness builds it (the ``ppo`` section of
+    * ours: ``harness.training.ppo.train`` built the way the harness builds it (the ``ppo`` section of
       ``configs/examples/poc_hybrid.yaml``, ``MLPPolicy`` + ``ActorCritic``, ``make_envs``),
-      run inside ``harness.seeding.deterministic`` (one torch thread), without a BC term;
+      run inside ``harness.training.seeding.deterministic`` (one torch thread), without a BC term;
     * SB3: ``stable_baselines3.PPO("MlpPolicy", ...)`` on ``make_vec_env`` (``DummyVecEnv``),
       ``device="cpu"``, with ``--sb3-threads`` torch threads (default 1, as ours; pass 2 to see
       SB3 at this machine's default).
@@ -82,7 +82,7 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time our PPO (harness/ppo.py) against Stable-Baselines3's PPO on CartPole-v1."
+        description="Time our PPO (harness/training/ppo.py) against Stable-Baselines3's PPO on CartPole-v1."
     )
     parser.add_argument(
         "--updates",
@@ -116,9 +116,9 @@ def work_ours(updates: int, seed: int) -> dict[str, Any]:
     import torch
 
     from harness.config import load_config
-    from harness.policy import MLPPolicy, PolicySpec
-    from harness.ppo import ActorCritic, make_envs, train
-    from harness.seeding import deterministic
+    from harness.training.policy import MLPPolicy, PolicySpec
+    from harness.training.ppo import ActorCritic, make_envs, train
+    from harness.training.seeding import deterministic
 
     cfg_ppo = dataclasses.replace(
         load_config(CONFIG).ppo, epochs=updates, hidden_sizes=HIDDEN, **HYPER
@@ -286,7 +286,7 @@ def print_report(res: dict[str, Any]) -> None:
         "only the training call is timed"
     )
     labels = {
-        "ours": f"ours (harness.ppo.train, {res['threads']['ours']} thread(s))",
+        "ours": f"ours (harness.training.ppo.train, {res['threads']['ours']} thread(s))",
         "sb3": f"SB3 (PPO.learn, {res['threads']['sb3']} thread(s))",
     }
     for side in SIDES:

@@ -13,12 +13,12 @@ __all__ = ["TrainingHarness", "__version__", "load_config"]
 
 if TYPE_CHECKING:
     from harness.config import load_config
-    from harness.training import TrainingHarness
+    from harness.training.facade import TrainingHarness
 
 
 def __getattr__(name: str) -> Any:
     if name == "TrainingHarness":
-        from harness.training import TrainingHarness
+        from harness.training.facade import TrainingHarness
 
         return TrainingHarness
     if name == "load_config":

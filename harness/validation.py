@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from harness.errors import HarnessError, SchemaError
+from harness.formatting import and_more
 
 
 @cache
@@ -81,11 +82,6 @@ def schema_problems(document: Any, schema: str) -> list[str]:
             problems.append((list(map(str, where)), 0, f"{path}: unknown key (allowed: {allowed})"))
     problems.sort(key=lambda p: (p[0], p[1]))
     return [line for _, _, line in problems]
-
-
-def and_more(problems: list[Any]) -> str:
-    """`` (and N more)`` after the first of several problems, so an error stays one line."""
-    return f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
 
 
 def check(document: Any, schema: str, source: str | Path) -> None:

@@ -20,7 +20,7 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
-from harness.runlog import read_ppo_log
+from harness.training.runlog import read_ppo_log
 
 # The plot area spans x in LEFT..WIDTH-RIGHT and y in TOP..BOTTOM; the legend goes below it.
 WIDTH, LEFT, RIGHT, TOP, BOTTOM, LEGEND_ROW = 720, 70, 20, 44, 300, 18

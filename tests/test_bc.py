@@ -10,15 +10,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.bc import (
+from harness.errors import HarnessError
+from harness.training.bc import (
     accuracy_gate,
     bc_loss,
     majority_baseline,
     per_action_recall,
     split_by_episode,
 )
-from harness.errors import HarnessError
-from harness.policy import MLPPolicy, PolicySpec, load_policy, policy_bytes
+from harness.training.policy import MLPPolicy, PolicySpec, load_policy, policy_bytes
 
 
 @given(st.integers(2, 200), st.floats(0.01, 0.99), st.integers(0, 2**31))

@@ -24,9 +24,9 @@ from harness.bundle import (
     run_log,
     verify_bundle,
 )
-from harness.datasets.paths import display
 from harness.errors import HarnessError
-from harness.runlog import read_log
+from harness.formatting import display
+from harness.training.runlog import read_log
 from harness.validation import check
 
 from .conftest import assert_one_line_error, call_cli, run_cli

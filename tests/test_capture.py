@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from harness.datasets.capture import EPISODE_KEYS, read_capture
-from harness.datasets.checksums import load_sheet, sha256_file
+from harness.datasets.checksums import load_sheet
 from harness.datasets.demonstrators import cartpole_heuristic
 from harness.datasets.manifest import load_manifest
 from harness.datasets.recording import record_capture, record_episodes
 from harness.errors import HarnessError
+from harness.hashing import sha256_file
 
 from .conftest import IDLE_V1
 

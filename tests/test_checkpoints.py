@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from harness import checkpoints
-from harness.checkpoints import (
+from harness.errors import HarnessError, SchemaError
+from harness.training import checkpoints
+from harness.training.checkpoints import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
@@ -29,7 +30,6 @@ from harness.checkpoints import (
     load_checkpoint,
     write_checkpoint,
 )
-from harness.errors import HarnessError, SchemaError
 from harness.validation import schema_problems
 
 WEIGHTS = {"policy.pt": b"\x80\x02weights-one", "optim.pt": b"optimiser state"}
@@ -284,7 +284,7 @@ def test_a_killed_writer_leaves_only_a_hidden_temp_folder(store: CheckpointStore
     """SIGKILL at the worst moment: every file written and fsynced, the folder not yet renamed."""
     code = textwrap.dedent(f"""
         import os, signal
-        from harness.checkpoints import CheckpointStore
+        from harness.training.checkpoints import CheckpointStore
         os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
         CheckpointStore({str(store.root)!r}).add("bc", {{"policy.pt": b"w"}}, {{}})
     """)
@@ -513,6 +513,6 @@ def test_snapshot_keys_are_sorted_posix_paths_and_include_hidden_files(
 
 def test_the_store_does_not_import_torch() -> None:
     """Payloads arrive as bytes: reading and writing the store must not pull in the trainer."""
-    code = "import sys, harness.checkpoints; print('torch' in sys.modules)"
+    code = "import sys, harness.training.checkpoints; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.datasets.checksums import hash_files, load_sheet, sha256_file
+from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import verify
+from harness.hashing import hash_files, sha256_file
 from harness.validation import schema_problems
 
 from .conftest import Dataset

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from harness import TrainingHarness
-from harness.checkpoints import CheckpointStore, load_checkpoint
 from harness.config import Config
 from harness.errors import HarnessError
-from harness.policy import PolicySpec, load_policy
-from harness.ppo import EVAL_SEED_OFFSET, evaluate
-from harness.runlog import log_path, read_log, read_ppo_log
+from harness.training.checkpoints import CheckpointStore, load_checkpoint
+from harness.training.policy import PolicySpec, load_policy
+from harness.training.ppo import EVAL_SEED_OFFSET, evaluate
+from harness.training.runlog import log_path, read_log, read_ppo_log
 from harness.validation import schema_problems
 
 from .test_training import configured
@@ -166,7 +166,7 @@ def test_a_failure_during_the_stage_leaves_no_partial_ppo_log(
     def broken(*args: Any, **kwargs: Any) -> list[float]:
         raise RuntimeError("evaluation crashed")
 
-    monkeypatch.setattr("harness.ppo.evaluate", broken)
+    monkeypatch.setattr("harness.training.ppo.evaluate", broken)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         TrainingHarness(short(tmp_path)).run_mixed_training(ppo_log)
     assert ppo_log.read_text() == "previous run\n"

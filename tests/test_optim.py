@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.optim import Adam
-from harness.policy import MLPPolicy, PolicySpec
+from harness.training.optim import Adam
+from harness.training.policy import MLPPolicy, PolicySpec
 
 
 def _twin_policies() -> tuple[MLPPolicy, MLPPolicy]:

@@ -14,9 +14,9 @@ import torch
 from torch.distributions import Categorical
 
 from harness import load_config
-from harness.optim import clip_grad_norm
-from harness.policy import MLPPolicy, PolicySpec
-from harness.ppo import (
+from harness.training.optim import clip_grad_norm
+from harness.training.policy import MLPPolicy, PolicySpec
+from harness.training.ppo import (
     NumpyActor,
     RolloutCollector,
     advantages_and_returns,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness import TrainingHarness
-from harness.checkpoints import CheckpointStore
-from harness.runlog import log_path, read_ppo_log
+from harness.training.checkpoints import CheckpointStore
+from harness.training.runlog import log_path, read_ppo_log
 from harness.validation import schema_problems
 
 from .conftest import REPO, assert_one_line_error, call_cli

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from harness import TrainingHarness, load_config
-from harness.checkpoints import CheckpointStore, load_checkpoint
 from harness.config import Config
 from harness.datasets.capture import Episode, write_capture
 from harness.datasets.checksums import build_sheet
 from harness.datasets.curation import add_capture
 from harness.datasets.manifest import new_manifest
 from harness.errors import HarnessError, IntegrityError
-from harness.policy import PolicySpec, load_policy
-from harness.runlog import log_path, read_log
+from harness.training.checkpoints import CheckpointStore, load_checkpoint
+from harness.training.policy import PolicySpec, load_policy
+from harness.training.runlog import log_path, read_log
 from harness.validation import schema_problems
 
 from .conftest import PREFLIGHT, REPO, Dataset

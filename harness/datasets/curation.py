@@ -14,9 +14,9 @@ from harness.atomic import atomic_path
 from harness.datasets.capture import open_capture, read_meta
 from harness.datasets.checksums import ChecksumSheet, build_sheet, save_sheet
 from harness.datasets.manifest import Entry, Manifest
-from harness.datasets.paths import display
 from harness.datasets.quality import inspect_capture
 from harness.errors import CaptureError, HarnessError
+from harness.formatting import display
 
 
 def add_capture(

@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.checksums import SUMS_NAME, ChecksumSheet, Digest, hash_files
+from harness.datasets.checksums import SUMS_NAME, ChecksumSheet
 from harness.datasets.manifest import Manifest
-from harness.datasets.paths import display
+from harness.formatting import display
+from harness.hashing import Digest, hash_files
 
 # Files that may sit in a captures folder without being captures.
 IGNORED_FILES = frozenset({SUMS_NAME})

@@ -48,12 +48,3 @@ def resolve_inside(root: Path, rel: str, *, source: str | Path, entry: str) -> P
     raise UnsafePathError(
         f"{source}: entry '{entry}': path '{rel}' {problem}; refused, nothing read"
     )
-
-
-def display(path: str | os.PathLike[str]) -> str:
-    """``path`` relative to the working folder when it lies below it, else absolute."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from harness.datasets.capture import (
     open_capture,
     read_meta,
 )
+from harness.envs import env_spaces
 from harness.errors import CaptureError, HarnessError
 
 DOMINANT_SHARE = 0.9  # a capture where one action exceeds this share is flagged
@@ -73,18 +73,6 @@ class CaptureQuality:
             "errors": self.errors,
             "warnings": self.warnings,
         }
-
-
-@cache
-def env_spaces(env_id: str) -> tuple[Any, Any]:
-    """(observation_space, action_space) of a registered environment."""
-    from harness.datasets.recording import make_env
-
-    env = make_env(env_id)
-    try:
-        return env.observation_space, env.action_space
-    finally:
-        env.close()
 
 
 def inspect_capture(path: str | Path, expected_env: str | None = None) -> CaptureQuality:

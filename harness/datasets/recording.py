@@ -8,20 +8,8 @@ import numpy as np
 
 from harness.datasets.capture import CaptureMeta, Episode, write_capture
 from harness.datasets.demonstrators import act, available
+from harness.envs import make_env
 from harness.errors import HarnessError
-
-
-def make_env(env_id: str):  # -> gymnasium.Env
-    """``gymnasium.make(env_id)`` with a one-line error for ids not in the registry."""
-    import gymnasium as gym
-
-    if env_id not in gym.registry:
-        close = sorted(
-            k for k in gym.registry if k.split("-")[0].lower() == env_id.split("-")[0].lower()
-        )
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise HarnessError(f"environment '{env_id}' is not in Gymnasium's registry{hint}")
-    return gym.make(env_id)
 
 
 def record_episodes(

@@ -41,13 +41,13 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from harness.atomic import dumps_json, fsync_dir, write_json_atomic
-from harness.datasets.checksums import sha256_file
 from harness.errors import HarnessError
+from harness.formatting import utc_now
+from harness.hashing import sha256_file
 from harness.validation import check, load_validated
 
 SCHEMA_VERSION = 1
@@ -101,11 +101,6 @@ def checkpoint_id(stage: str, files: Mapping[str, bytes]) -> str:
         digest.update(len(data).to_bytes(8, "big"))
         digest.update(data)
     return f"{stage}-{digest.hexdigest()[:12]}"
-
-
-def utc_now() -> str:
-    """UTC now as ISO 8601 to the second (``2026-11-28T02:10:00Z``), as every record writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _file_entries(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:

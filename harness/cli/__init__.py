@@ -99,9 +99,9 @@ def _dataset(args: argparse.Namespace) -> tuple[Any, Path]:
 def cmd_dataset_create(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import ChecksumSheet
     from harness.datasets.manifest import new_manifest
-    from harness.datasets.paths import display
-    from harness.datasets.recording import make_env
     from harness.datasets.registry import DATASETS_DIR, project_root
+    from harness.envs import make_env
+    from harness.formatting import display
 
     make_env(args.env).close()  # the environment must exist
     root = Path(args.root) if args.root else project_root() / DATASETS_DIR
@@ -137,7 +137,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> int:
 
 def cmd_dataset_review(args: argparse.Namespace) -> int:
     from harness.datasets.curation import review
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     manifest, sheet_path = _dataset(args)
     status = "accepted" if args.accept else "rejected" if args.reject else "pending"
@@ -151,7 +151,7 @@ def cmd_dataset_review(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> int:
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     manifest, _ = _dataset(args)
     entries = [e for e in manifest.entries if args.status in (None, e.status)]
@@ -174,7 +174,7 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
 
 def cmd_dataset_sheet(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import build_sheet, save_sheet
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     manifest, sheet_path = _dataset(args)
     sheet = build_sheet(manifest, sheet_path, jobs=args.jobs)
@@ -188,7 +188,7 @@ def cmd_dataset_sheet(args: argparse.Namespace) -> int:
 def cmd_dataset_verify(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import load_sheet
     from harness.datasets.integrity import verify
-    from harness.datasets.paths import display
+    from harness.formatting import display
     from harness.progress import bytes_bar
 
     manifest, sheet_path = _dataset(args)
@@ -217,7 +217,7 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import SUMS_NAME, export_sha256sums, load_sheet
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     manifest, sheet_path = _dataset(args)
     sheet = load_sheet(sheet_path)
@@ -251,7 +251,7 @@ def _print_quality(reports: list[Any], as_json: bool, title: str | None) -> None
     if as_json:
         _out(json.dumps([r.to_json() for r in reports], indent=2))
         return
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     if title:
         _out(f"{title}: {len(reports)} capture(s)")
@@ -313,9 +313,9 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 
 def cmd_preflight_generate(args: argparse.Namespace) -> int:
-    from harness.datasets.paths import display
     from harness.datasets.preflight import generate
     from harness.datasets.registry import PREFLIGHT_DIR, project_root
+    from harness.formatting import display
 
     out = Path(args.output) if args.output else project_root() / PREFLIGHT_DIR
     manifest = generate(out)
@@ -357,7 +357,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
     from harness.bundle import verify_bundle
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     report = verify_bundle(args.dir)
     if args.json:
@@ -380,7 +380,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
 
 def cmd_bundle_compare(args: argparse.Namespace) -> int:
     from harness.bundle import compare_bundles
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     both, differences = compare_bundles(args.first, args.second)
     for line in differences:
@@ -473,7 +473,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.log_dir:
         overrides["output.log_dir"] = Path(args.log_dir).absolute()
 
-    from harness.training import TrainingHarness
+    from harness.training.facade import TrainingHarness
 
     harness = TrainingHarness(
         args.config, overrides=overrides, verify=not args.unverified, run=args.run
@@ -500,7 +500,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _shown(path: Path) -> str:
-    from harness.datasets.paths import display
+    from harness.formatting import display
 
     return display(path)
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from harness.datasets.capture import read_capture
 from harness.datasets.manifest import Manifest
 from harness.errors import HarnessError
-from harness.optim import Adam
-from harness.policy import MLPPolicy
+from harness.training.optim import Adam
+from harness.training.policy import MLPPolicy
 
 if TYPE_CHECKING:
     from harness.config import BCConfig

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import dumps_json
-from harness.datasets.checksums import sha256_file
 from harness.errors import HarnessError
-from harness.runlog import LOG_NAME, read_log, update_log
+from harness.hashing import sha256_file
+from harness.training.runlog import LOG_NAME, read_log, update_log
 from harness.validation import check, load_json
 
 DEFAULT_BUNDLE = Path("artifacts/m5/acceptance")

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.checkpoints import Checkpoint, CheckpointStore, load_checkpoint, utc_now
 from harness.config import Config, load_config
 from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import verify
 from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
+from harness.formatting import and_more, utc_now
 from harness.progress import progress_bar
-from harness.runlog import append_record, finite_or_none, log_path, ppo_log_writer
-from harness.validation import and_more
+from harness.training.checkpoints import Checkpoint, CheckpointStore, load_checkpoint
+from harness.training.runlog import append_record, finite_or_none, log_path, ppo_log_writer
 
 if TYPE_CHECKING:  # torch-backed types; the facade does not import torch until it trains
-    from harness.bc import GateResult
-    from harness.policy import MLPPolicy, PolicySpec
-    from harness.ppo import UpdateStats
+    from harness.training.bc import GateResult
+    from harness.training.policy import MLPPolicy, PolicySpec
+    from harness.training.ppo import UpdateStats
 
 REJECTED_DIR = "rejected"  # inside the log dir: where a checkpoint that failed its gate is kept
 
@@ -206,7 +206,7 @@ class TrainingHarness:
     def _bc_stage(self, manifest: Manifest) -> tuple[BCResult, tuple[np.ndarray, np.ndarray]]:
         """The BC stage on a loaded manifest; also returns every accepted frame (PPO's BC term)."""
         # Torch is imported here, on first training, not when the facade is imported.
-        from harness.bc import (
+        from harness.training.bc import (
             accuracy_gate,
             load_demonstrations,
             majority_baseline,
@@ -214,8 +214,8 @@ class TrainingHarness:
             split_by_episode,
             train,
         )
-        from harness.policy import MLPPolicy, PolicySpec, policy_bytes
-        from harness.seeding import deterministic
+        from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
+        from harness.training.seeding import deterministic
 
         cfg = self.config
         started, t0 = utc_now(), time.perf_counter()
@@ -305,8 +305,8 @@ class TrainingHarness:
     ) -> PPOResult:
         """PPO from ``init`` (or from scratch), then the regression gate against ``baseline``
         (``None``: nothing to regress from), then promotion or rollback."""
-        from harness.policy import MLPPolicy, PolicySpec, policy_bytes
-        from harness.ppo import (
+        from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
+        from harness.training.ppo import (
             EVAL_SEED_OFFSET,
             ActorCritic,
             bc_schedule,
@@ -315,7 +315,7 @@ class TrainingHarness:
             regression_gate,
             train,
         )
-        from harness.seeding import deterministic
+        from harness.training.seeding import deterministic
 
         cfg = self.config
         started, t0 = utc_now(), time.perf_counter()
@@ -477,7 +477,7 @@ class TrainingHarness:
 
 def _checkpoint_policy(checkpoint: Checkpoint, spec: PolicySpec) -> MLPPolicy:
     """The policy of a checkpoint, refused if it does not act in the config's environment."""
-    from harness.policy import PolicySpec, load_policy
+    from harness.training.policy import PolicySpec, load_policy
 
     saved = PolicySpec.from_json(checkpoint.meta["policy"])
     if (saved.obs_dim, saved.n_actions) != (spec.obs_dim, spec.n_actions):
@@ -493,7 +493,7 @@ def env_dims(env_id: str) -> tuple[int, int]:
     """Observation length and number of actions of a Gymnasium environment."""
     import gymnasium as gym
 
-    from harness.datasets.recording import make_env
+    from harness.envs import make_env
 
     env = make_env(env_id)
     try:

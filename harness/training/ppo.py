@@ -45,11 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.bc import GateResult, bc_loss
 from harness.config import PPOConfig
 from harness.errors import HarnessError
-from harness.optim import Adam, clip_grad_norm
-from harness.policy import MLPPolicy, mlp
+from harness.training.bc import GateResult, bc_loss
+from harness.training.optim import Adam, clip_grad_norm
+from harness.training.policy import MLPPolicy, mlp
 
 SCHEDULES = ("linear", "exponential")
 # Decay rate of the exponential schedule: the curve exp(-k x) is shifted and scaled to run from
@@ -297,7 +297,7 @@ def train(
     """``len(bc_coefs)`` PPO epochs; each collects one rollout and updates on it.
 
     ``demos`` (observations, actions) supplies the BC term, weighted ``bc_coefs[epoch]``; without
-    it the loss is plain PPO's. The caller seeds torch (``harness.seeding.deterministic``).
+    it the loss is plain PPO's. The caller seeds torch (``harness.training.seeding.deterministic``).
     """
     actor = model.actor
     params = list(model.parameters())

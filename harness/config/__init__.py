@@ -33,7 +33,8 @@ import yaml
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError, SchemaError
-from harness.validation import and_more, check, read_text, schema_problems, validator
+from harness.formatting import and_more
+from harness.validation import check, read_text, schema_problems, validator
 
 SCHEMA = "config"
 
