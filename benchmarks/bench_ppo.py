@@ -117,7 +117,8 @@ def work_ours(updates: int, seed: int) -> dict[str, Any]:
 
     from harness.config import load_config
     from harness.training.policy import MLPPolicy, PolicySpec
-    from harness.training.ppo import ActorCritic, make_envs, train
+    from harness.training.ppo import ActorCritic, train
+    from harness.training.rollout import make_envs
     from harness.training.seeding import deterministic
 
     cfg_ppo = dataclasses.replace(
@@ -129,8 +130,8 @@ def work_ours(updates: int, seed: int) -> dict[str, Any]:
         envs = make_envs(ENV_ID, cfg_ppo.num_envs)
         threads = torch.get_num_threads()
         start = time.perf_counter()
-        # No BC term (demos=None, coefficients 0): plain PPO, as SB3 runs it.
-        history = train(model, envs, cfg_ppo, [0.0] * updates, seed, generator)
+        # No BC term: plain PPO, as SB3 runs it.
+        history = train(model, envs, cfg_ppo, seed, generator)
         seconds = time.perf_counter() - start
         envs.close()
     return {

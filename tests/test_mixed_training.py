@@ -166,7 +166,7 @@ def test_a_failure_during_the_stage_leaves_no_partial_ppo_log(
     def broken(*args: Any, **kwargs: Any) -> list[float]:
         raise RuntimeError("evaluation crashed")
 
-    monkeypatch.setattr("harness.training.ppo.evaluate", broken)
+    monkeypatch.setattr("harness.training.stages.evaluate", broken)
     with pytest.raises(RuntimeError, match="evaluation crashed"):
         TrainingHarness(short(tmp_path)).run_mixed_training(ppo_log)
     assert ppo_log.read_text() == "previous run\n"

@@ -16,15 +16,12 @@ from torch.distributions import Categorical
 from harness import load_config
 from harness.training.optim import clip_grad_norm
 from harness.training.policy import MLPPolicy, PolicySpec
-from harness.training.ppo import (
+from harness.training.ppo import bc_schedule, evaluate, ppo_loss, regression_gate
+from harness.training.rollout import (
     NumpyActor,
     RolloutCollector,
     advantages_and_returns,
-    bc_schedule,
-    evaluate,
     make_envs,
-    ppo_loss,
-    regression_gate,
 )
 
 from .conftest import REPO

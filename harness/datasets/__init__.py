@@ -8,5 +8,5 @@
 - ``quality``: ``inspect`` captures for malformed content and demonstrator behaviour
 - ``curation``: add and review captures, keeping the sheet in step
 - ``registry``: dataset names (idle_v1, preflight, manifest paths)
-- ``preflight``: the synthetic preflight bundle
+- ``preflight``: the synthetic preflight dataset
 """

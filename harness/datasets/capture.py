@@ -1,6 +1,6 @@
 """The capture format: one HDF5 file per recording session.
 
-Layout (see DESIGN.md)::
+Layout (the capture contract of docs/architecture.md)::
 
     /                      attrs: env_id, demonstrator, demonstrator_params (JSON), seed,
                                   format_version, episodes, steps

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.datasets.checksums import SUMS_NAME, ChecksumSheet
-from harness.datasets.manifest import Manifest
+from harness.datasets.manifest import Entry, Manifest
 from harness.formatting import display
-from harness.hashing import Digest, hash_files
+from harness.hashing import hash_files
 
 # Files that may sit in a captures folder without being captures.
 IGNORED_FILES = frozenset({SUMS_NAME})
@@ -74,9 +74,23 @@ def verify(
     jobs: int | None = None,
     progress: Callable[[int], Any] | None = None,
 ) -> VerifyReport:
-    """Check every accepted capture of ``manifest`` against ``sheet``; never raises on data."""
+    """Check every accepted capture of ``manifest`` against ``sheet``; never raises on data.
+
+    Named phases, cheap ones first, as bagit's ``validate``: the sheet against the manifest,
+    each accepted entry's file (present, its size), stray files in the captures folder, then
+    the digests of the entries that passed the cheap checks.
+    """
     report = VerifyReport(manifest.dataset, manifest.path, sheet.path)
-    problems = report.problems
+    report.problems += _validate_sheet(manifest, sheet)
+    to_hash = _validate_entries(manifest, sheet, report.problems)
+    report.problems += _unexpected_files(manifest)
+    _validate_digests(sheet, to_hash, report, jobs, progress)
+    return report
+
+
+def _validate_sheet(manifest: Manifest, sheet: ChecksumSheet) -> list[Problem]:
+    """The sheet belongs to the dataset and lists only accepted entries."""
+    problems = []
     if sheet.dataset != manifest.dataset:
         problems.append(
             _problem(
@@ -88,8 +102,7 @@ def verify(
                 found=sheet.dataset,
             )
         )
-
-    accepted = {e.id: e for e in manifest.accepted()}
+    accepted = {e.id for e in manifest.accepted()}
     for key, s in sorted(sheet.entries.items()):
         if key not in accepted:
             status = next((e.status for e in manifest.entries if e.id == key), None)
@@ -104,85 +117,91 @@ def verify(
                     f"listed in the checksum sheet {display(sheet.path)} but {where}",
                 )
             )
+    return problems
 
-    to_hash: list[tuple[str, Path, int]] = []
+
+def _validate_entries(
+    manifest: Manifest, sheet: ChecksumSheet, problems: list[Problem]
+) -> list[tuple[str, Path]]:
+    """Each accepted entry is on the sheet under its own path, its file exists and has the
+    sheet's size; returns the entries left to hash (their problems go to ``problems``)."""
+    to_hash: list[tuple[str, Path]] = []
     for entry in manifest.accepted():
         path = manifest.capture_path(entry)
-        expected = sheet.entries.get(entry.id)
-        if expected is None:
-            problems.append(
-                _problem(
-                    "not_in_sheet",
-                    entry.id,
-                    path,
-                    f"accepted but absent from the checksum sheet {display(sheet.path)}",
-                )
-            )
-            continue
-        if expected.path != entry.path:
-            problems.append(
-                _problem(
-                    "path_mismatch",
-                    entry.id,
-                    path,
-                    f"sheet names '{expected.path}', manifest names '{entry.path}'",
-                    expected=entry.path,
-                    found=expected.path,
-                )
-            )
-            continue
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            problems.append(_problem("file_missing", entry.id, path, "capture file does not exist"))
-            continue
-        except OSError as exc:
-            problems.append(_problem("file_unreadable", entry.id, path, exc.strerror or str(exc)))
-            continue
-        if size != expected.bytes:
-            problems.append(
-                _problem(
-                    "size_mismatch",
-                    entry.id,
-                    path,
-                    f"expected {expected.bytes} bytes, found {size}",
-                    expected=expected.bytes,
-                    found=size,
-                )
-            )
-            continue
-        to_hash.append((entry.id, path, expected.bytes))
+        problem = _entry_problem(entry, path, sheet)
+        if problem is None:
+            to_hash.append((entry.id, path))
+        else:
+            problems.append(problem)
+    return to_hash
 
-    problems.extend(_unexpected_files(manifest))
 
-    digests = hash_files([p for _, p, _ in to_hash], jobs=jobs, progress=progress)
-    for (entry_id, path, _), result in zip(to_hash, digests, strict=True):
+def _entry_problem(entry: Entry, path: Path, sheet: ChecksumSheet) -> Problem | None:
+    expected = sheet.entries.get(entry.id)
+    if expected is None:
+        what = f"accepted but absent from the checksum sheet {display(sheet.path)}"
+        return _problem("not_in_sheet", entry.id, path, what)
+    if expected.path != entry.path:
+        return _problem(
+            "path_mismatch",
+            entry.id,
+            path,
+            f"sheet names '{expected.path}', manifest names '{entry.path}'",
+            expected=entry.path,
+            found=expected.path,
+        )
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return _problem("file_missing", entry.id, path, "capture file does not exist")
+    except OSError as exc:
+        return _problem("file_unreadable", entry.id, path, exc.strerror or str(exc))
+    if size != expected.bytes:
+        return _problem(
+            "size_mismatch",
+            entry.id,
+            path,
+            f"expected {expected.bytes} bytes, found {size}",
+            expected=expected.bytes,
+            found=size,
+        )
+    return None
+
+
+def _validate_digests(
+    sheet: ChecksumSheet,
+    to_hash: list[tuple[str, Path]],
+    report: VerifyReport,
+    jobs: int | None,
+    progress: Callable[[int], Any] | None,
+) -> None:
+    """Hash the remaining entries in parallel; each either matches (``checked``) or is a
+    problem. A read error is ``file_unreadable``, never a mismatch."""
+    digests = hash_files([p for _, p in to_hash], jobs=jobs, progress=progress)
+    for (entry_id, path), result in zip(to_hash, digests, strict=True):
+        expected = sheet.entries[entry_id]
         if isinstance(result, OSError):
-            problems.append(
-                _problem("file_unreadable", entry_id, path, result.strerror or str(result))
-            )
-            continue
-        assert isinstance(result, Digest), "hash_files returns a Digest or an OSError"
-        expected_sha = sheet.entries[entry_id].sha256
-        if result.sha256 != expected_sha:
-            problems.append(
+            what = result.strerror or str(result)
+            report.problems.append(_problem("file_unreadable", entry_id, path, what))
+        elif result.sha256 != expected.sha256:
+            report.problems.append(
                 _problem(
                     "digest_mismatch",
                     entry_id,
                     path,
-                    f"sha256 expected {expected_sha}, found {result.sha256}",
-                    expected=expected_sha,
+                    f"sha256 expected {expected.sha256}, found {result.sha256}",
+                    expected=expected.sha256,
                     found=result.sha256,
                 )
             )
-        elif result.bytes != sheet.entries[entry_id].bytes:  # file changed size while being read
-            problems.append(
+        elif result.bytes != expected.bytes:  # the file changed size while being read
+            report.problems.append(
                 _problem(
                     "size_mismatch",
                     entry_id,
                     path,
-                    f"expected {sheet.entries[entry_id].bytes} bytes, read {result.bytes}",
-                    expected=sheet.entries[entry_id].bytes,
+                    f"expected {expected.bytes} bytes, read {result.bytes}",
+                    expected=expected.bytes,
                     found=result.bytes,
                 )
             )
@@ -190,12 +209,11 @@ def verify(
             report.checked.append(
                 {
                     "id": entry_id,
-                    "path": sheet.entries[entry_id].path,
+                    "path": expected.path,
                     "bytes": result.bytes,
                     "sha256": result.sha256,
                 }
             )
-    return report
 
 
 def _unexpected_files(manifest: Manifest) -> list[Problem]:

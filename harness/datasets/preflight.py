@@ -1,4 +1,4 @@
-"""The synthetic preflight bundle: a tiny dataset for rehearsing without the production data.
+"""The synthetic preflight dataset: a tiny dataset for rehearsing without the production data.
 
 Its captures are synthesised, not recorded: observations are drawn uniformly from a box of
 plausible CartPole-v1 states and labelled by the heuristic demonstrator, with a fixed share of
@@ -7,7 +7,7 @@ reach about 90 % agreement on held-out episodes, above the 0.8 gate and below 0.
 the production data. A third capture carries NaN observations (a sensor dropout) and is
 rejected, so that the quality check has something to find.
 
-``generate`` is deterministic: the same code rewrites the committed bundle byte for byte.
+``generate`` is deterministic: the same code rewrites the committed dataset byte for byte.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _episode(rng: np.random.Generator, steps: int, dropout: bool) -> Episode:
 
 
 def generate(out_dir: str | Path) -> Path:
-    """Write the preflight bundle under ``out_dir``; returns the manifest path."""
+    """Write the preflight dataset under ``out_dir``; returns the manifest path."""
     out_dir = Path(out_dir)
     captures_dir = out_dir / "captures" / "preflight"
     manifest = new_manifest(
@@ -61,7 +61,7 @@ def generate(out_dir: str | Path) -> Path:
         "preflight",
         ENV_ID,
         captures_dir,
-        description="Synthetic rehearsal bundle made by 'harness preflight generate'.",
+        description="Synthetic rehearsal dataset made by 'harness preflight generate'.",
     )
     rng = np.random.default_rng(SEED)
     for k, (cid, n_episodes, steps, status, reason, dropout) in enumerate(CAPTURES):

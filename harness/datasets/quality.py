@@ -123,8 +123,6 @@ def inspect_capture(path: str | Path, expected_env: str | None = None) -> Captur
 def _inspect_episode(
     q: CaptureQuality, group: Any, name: str, obs_space: Any, act_space: Any, counts: Counter[int]
 ) -> None:
-    import gymnasium as gym
-
     where = f"data/{name}"
     missing = [k for k in EPISODE_KEYS if k not in group]
     if missing:
@@ -140,48 +138,63 @@ def _inspect_episode(
     q.episodes += 1
     q.steps += len(actions)
     q.returns.append(float(np.sum(rewards, dtype=np.float64)))
-    if obs_space.shape is not None and tuple(obs.shape[1:]) != tuple(obs_space.shape):
-        q.errors.append(
-            f"{where}: observations have shape {obs.shape[1:]}, "
-            f"the environment's are {obs_space.shape}"
-        )
-    elif np.issubdtype(obs.dtype, np.number):
-        bad = ~np.isfinite(obs)
-        if bad.any():
-            rows = np.flatnonzero(bad.reshape(len(obs), -1).any(axis=1))
-            kinds = "NaN" if np.isnan(obs).any() else "inf"
-            if np.isnan(obs).any() and np.isinf(obs).any():
-                kinds = "NaN and inf"
-            q.errors.append(
-                f"{where}: {kinds} in {len(rows)} observation(s), first at step {rows[0]}"
-            )
+    problem = _observation_problem(obs, obs_space)
+    if problem:
+        q.errors.append(f"{where}: {problem}")
     if not np.isfinite(rewards).all():
         q.errors.append(f"{where}: non-finite rewards")
-    if isinstance(act_space, gym.spaces.Discrete):
-        if not np.issubdtype(actions.dtype, np.integer) or actions.ndim != 1:
-            q.errors.append(
-                f"{where}: actions must be a 1-D integer array, found {actions.dtype} "
-                f"{actions.shape}"
-            )
-            return
-        lo, hi = int(act_space.start), int(act_space.start + act_space.n - 1)
-        outside = (actions < lo) | (actions > hi)
-        if outside.any():
-            first = int(np.flatnonzero(outside)[0])
-            q.errors.append(
-                f"{where}: {int(outside.sum())} action(s) outside the action space "
-                f"[{lo}, {hi}], first {int(actions[first])} at step {first}"
-            )
-        counts.update(int(a) for a in actions[~outside])
-    else:
-        inside = np.array([act_space.contains(a) for a in actions])
-        if not inside.all():
-            q.errors.append(f"{where}: {int((~inside).sum())} action(s) outside {act_space}")
+    if not _check_actions(q, where, actions, act_space, counts):
+        return
     ends = arrays["terminated"].astype(bool) | arrays["truncated"].astype(bool)
     if len(ends) and not ends[-1]:
         q.warnings.append(f"{where}: last step is neither terminated nor truncated")
     if ends[:-1].any():
         q.errors.append(f"{where}: episode continues after a terminal step")
+
+
+def _observation_problem(obs: np.ndarray, obs_space: Any) -> str | None:
+    """A shape that is not the environment's, or NaN/inf values; None if the observations fit."""
+    if obs_space.shape is not None and tuple(obs.shape[1:]) != tuple(obs_space.shape):
+        return f"observations have shape {obs.shape[1:]}, the environment's are {obs_space.shape}"
+    if not np.issubdtype(obs.dtype, np.number):
+        return None
+    bad = ~np.isfinite(obs)
+    if not bad.any():
+        return None
+    rows = np.flatnonzero(bad.reshape(len(obs), -1).any(axis=1))
+    kinds = "NaN" if np.isnan(obs).any() else "inf"
+    if np.isnan(obs).any() and np.isinf(obs).any():
+        kinds = "NaN and inf"
+    return f"{kinds} in {len(rows)} observation(s), first at step {rows[0]}"
+
+
+def _check_actions(
+    q: CaptureQuality, where: str, actions: np.ndarray, act_space: Any, counts: Counter[int]
+) -> bool:
+    """Record actions outside the action space and count the discrete ones; False when the
+    actions are not even an integer vector (nothing more is checked of the episode)."""
+    import gymnasium as gym
+
+    if not isinstance(act_space, gym.spaces.Discrete):
+        inside = np.array([act_space.contains(a) for a in actions])
+        if not inside.all():
+            q.errors.append(f"{where}: {int((~inside).sum())} action(s) outside {act_space}")
+        return True
+    if not np.issubdtype(actions.dtype, np.integer) or actions.ndim != 1:
+        q.errors.append(
+            f"{where}: actions must be a 1-D integer array, found {actions.dtype} {actions.shape}"
+        )
+        return False
+    lo, hi = int(act_space.start), int(act_space.start + act_space.n - 1)
+    outside = (actions < lo) | (actions > hi)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        q.errors.append(
+            f"{where}: {int(outside.sum())} action(s) outside the action space "
+            f"[{lo}, {hi}], first {int(actions[first])} at step {first}"
+        )
+    counts.update(int(a) for a in actions[~outside])
+    return True
 
 
 def _warn(q: CaptureQuality) -> None:

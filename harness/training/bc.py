@@ -8,7 +8,7 @@ The formulas are plain functions (``split_by_episode``, ``bc_loss``, ``majority_
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,6 +20,7 @@ from harness.datasets.manifest import Manifest
 from harness.errors import HarnessError
 from harness.training.optim import Adam
 from harness.training.policy import MLPPolicy
+from harness.training.results import GateResult
 
 if TYPE_CHECKING:
     from harness.config import BCConfig
@@ -120,14 +121,6 @@ def per_action_recall(
         mask = actual == a
         recall[str(a)] = float(np.mean(predicted[mask] == a)) if mask.any() else None
     return recall
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """Outcome of the BC gate and, when it failed, why."""
-
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
 
 
 def accuracy_gate(accuracy: float, threshold: float, baseline: float) -> GateResult:

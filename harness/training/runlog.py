@@ -25,10 +25,17 @@ from harness.errors import HarnessError
 from harness.validation import check, load_json, read_text
 
 LOG_NAME = "anneal_results.json"
+REJECTED_DIR = "rejected"  # where a run keeps a checkpoint that failed its gate
 
 
 def log_path(log_dir: str | Path) -> Path:
     return Path(log_dir) / LOG_NAME
+
+
+def rejected_dir(log_dir: str | Path) -> Path:
+    """Where the stages of a run set aside a checkpoint that failed its gate (the store is
+    never written on a rollback)."""
+    return Path(log_dir) / REJECTED_DIR
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,151 @@
+"""Rollouts: stepping the training environments with the current actor, and GAE over them.
+
+The rollout side of PPO, apart from the loss and the update (``ppo.py``), as Stable-Baselines3
+keeps its rollout buffer apart from its algorithm. It is where the time goes, so three choices
+keep it cheap (measured against Stable-Baselines3 in ``benchmarks/bench_ppo.py``):
+
+- environments come from ``gymnasium.make_vec``, which uses an environment's native vectorised
+  implementation where it has one (CartPole steps all its copies in one NumPy call);
+- the rollout acts with a NumPy copy of the actor's weights (its weights do not change during a
+  rollout): a forward pass of a 64x64 MLP on 8 observations costs 10 us in NumPy against 45 us
+  through ``nn.Module`` calls;
+- actions are drawn by the Gumbel-max trick with the noise for the whole rollout drawn in one
+  call, so a step builds no distribution object.
+
+Episode boundaries follow Gymnasium's next-step autoreset: the step after an episode ended only
+resets that environment (its action is ignored). Such frames are marked invalid for the update,
+and the observation returned at a truncation is the real final one, so truncated episodes are
+bootstrapped with its value while terminated ones are not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.errors import HarnessError
+from harness.training.policy import MLPPolicy
+
+
+def make_envs(env_id: str, num_envs: int) -> Any:
+    """``num_envs`` copies of ``env_id``, natively vectorised where the environment allows."""
+    import gymnasium as gym
+
+    envs = gym.make_vec(env_id, num_envs=num_envs)
+    mode = envs.metadata.get("autoreset_mode")
+    if mode is not gym.vector.AutoresetMode.NEXT_STEP:
+        envs.close()
+        raise HarnessError(f"env.id '{env_id}': PPO needs next-step autoreset, not {mode}")
+    return envs
+
+
+class NumpyActor:
+    """A frozen NumPy copy of an actor's forward pass, for acting during a rollout."""
+
+    def __init__(self, actor: MLPPolicy) -> None:
+        self.mean = actor.obs_mean.numpy().copy()
+        self.std = actor.obs_std.numpy().copy()
+        linears = [m for m in actor.net if isinstance(m, nn.Linear)]
+        self.layers = [
+            (m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears
+        ]
+
+    def logits(self, obs: np.ndarray) -> np.ndarray:
+        h = (obs - self.mean) / self.std
+        for weight, bias in self.layers[:-1]:
+            h = np.tanh(h @ weight + bias)
+        weight, bias = self.layers[-1]
+        return h @ weight + bias
+
+
+@dataclass
+class Rollout:
+    """One rollout of ``T`` steps in ``N`` environments; ``obs[T]`` is the observation after it."""
+
+    obs: torch.Tensor  # (T + 1, N, obs_dim)
+    actions: torch.Tensor  # (T, N)
+    rewards: np.ndarray  # (T, N)
+    terminated: np.ndarray  # (T, N) the episode ended in a terminal state: no bootstrap
+    done: np.ndarray  # (T, N) terminated or truncated: advantages stop here
+    valid: np.ndarray  # (T, N) False on the reset step that follows an episode's end
+    episode_returns: list[float]
+
+
+class RolloutCollector:
+    """Steps the training environments with the current actor, keeping state across rollouts."""
+
+    def __init__(self, envs: Any, num_steps: int, seed: int, generator: torch.Generator) -> None:
+        self.envs = envs
+        self.num_steps = num_steps
+        self.generator = generator
+        obs, _ = envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.n_envs = len(self.obs)
+        self.prev_done = np.zeros(self.n_envs, dtype=bool)
+        self.running_return = np.zeros(self.n_envs)
+
+    def collect(self, actor: MLPPolicy) -> Rollout:
+        steps, n, spec = self.num_steps, self.n_envs, actor.spec
+        act = NumpyActor(actor)
+        obs_buf = np.empty((steps + 1, n, spec.obs_dim), dtype=np.float32)
+        actions = np.empty((steps, n), dtype=np.int64)
+        rewards = np.empty((steps, n), dtype=np.float32)
+        terminated = np.empty((steps, n), dtype=bool)
+        done = np.empty((steps, n), dtype=bool)
+        valid = np.empty((steps, n), dtype=bool)
+        # argmax(logits + Gumbel noise) is a sample of softmax(logits).
+        uniform = torch.rand(steps, n, spec.n_actions, generator=self.generator)
+        gumbel = (-torch.log(-torch.log(uniform.clamp_min_(1e-20)))).numpy()
+        episode_returns: list[float] = []
+        obs = self.obs
+        for t in range(steps):
+            obs_buf[t] = obs
+            actions[t] = action = (act.logits(obs) + gumbel[t]).argmax(-1)
+            obs, reward, term, trunc, _ = self.envs.step(action)
+            obs = np.asarray(obs, dtype=np.float32)
+            rewards[t], terminated[t] = reward, term
+            done[t] = term | trunc
+            valid[t] = ~self.prev_done
+            self.running_return += reward
+            episode_returns.extend(self.running_return[done[t]].tolist())
+            self.running_return[done[t]] = 0.0
+            self.prev_done = done[t]
+        obs_buf[steps] = obs
+        self.obs = obs
+        return Rollout(
+            torch.from_numpy(obs_buf),
+            torch.from_numpy(actions),
+            rewards,
+            terminated,
+            done,
+            valid,
+            episode_returns,
+        )
+
+
+def advantages_and_returns(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    terminated: np.ndarray,
+    done: np.ndarray,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over ``T`` steps; ``values`` has ``T + 1`` rows.
+
+    A terminated step does not bootstrap; a truncated one bootstraps from ``values[t + 1]``, the
+    value of its real final observation (next-step autoreset). Either ends the GAE sum.
+    """
+    steps = len(rewards)
+    advantages = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1], dtype=rewards.dtype)
+    for t in reversed(range(steps)):
+        next_value = values[t + 1] * ~terminated[t]
+        delta = rewards[t] + gamma * next_value - values[t]
+        running = delta + gamma * gae_lambda * ~done[t] * running
+        advantages[t] = running
+    return advantages, advantages + values[:steps]

@@ -1,0 +1,364 @@
+"""The training stages: BC and PPO each train, measure and gate, then take the one finishing
+path (``finishing.finish``). ``TrainingHarness`` (``facade``) decides which stages run; the
+formulas live in ``bc`` and ``ppo``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from harness.config import Config
+from harness.datasets.manifest import Manifest
+from harness.envs import env_spaces
+from harness.errors import HarnessError
+from harness.formatting import utc_now
+from harness.progress import progress_bar
+from harness.training.bc import (
+    Demonstrations,
+    TrainStats,
+    accuracy_gate,
+    load_demonstrations,
+    majority_baseline,
+    per_action_recall,
+    split_by_episode,
+)
+from harness.training.bc import train as train_bc
+from harness.training.checkpoints import Checkpoint, CheckpointStore
+from harness.training.finishing import Finishing, StageContext, finish
+from harness.training.policy import MLPPolicy, PolicySpec, load_policy, policy_bytes
+from harness.training.ppo import (
+    EVAL_SEED_OFFSET,
+    ActorCritic,
+    BCTerm,
+    UpdateStats,
+    evaluate,
+    regression_gate,
+)
+from harness.training.ppo import train as train_ppo
+from harness.training.results import BCResult, PPOResult
+from harness.training.rollout import make_envs
+from harness.training.runlog import finite_or_none, ppo_log_writer
+from harness.training.seeding import deterministic
+
+Frames = tuple[np.ndarray, np.ndarray]
+
+
+# --- BC ----------------------------------------------------------------------------------------
+
+
+def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
+    """Train BC on the accepted captures, gate it, finish; also return every accepted frame
+    (the BC term of a PPO stage that follows)."""
+    cfg = ctx.config
+    started, t0 = utc_now(), time.perf_counter()
+    spec = PolicySpec(*env_dims(cfg.env.id), hidden_sizes=cfg.bc.hidden_sizes)
+    # Read the store before training: a damaged store is refused before any work is done.
+    store = CheckpointStore(cfg.output.checkpoint_dir)
+    previous = store.promoted()
+
+    demos = load_demonstrations(manifest, spec.obs_dim, spec.n_actions)
+    train_eps, holdout_eps = split_by_episode(len(demos.refs), cfg.bc.holdout, cfg.seed)
+    x_train, y_train = demos.frames(train_eps)
+    x_hold, y_hold = demos.frames(holdout_eps)
+    policy, stats, predicted = _train_bc(ctx, manifest.dataset, spec, x_train, y_train, x_hold)
+
+    split = (train_eps, holdout_eps)
+    metrics = _bc_metrics(cfg, spec, demos, split, stats, predicted, y_train, y_hold)
+    accuracy, baseline = metrics["accuracy"], metrics["majority_baseline"]
+    done = finish(
+        ctx,
+        manifest,
+        store,
+        Finishing(
+            stage="bc",
+            gate=accuracy_gate(accuracy, cfg.bc.accuracy_threshold, baseline),
+            files={"policy.pt": policy_bytes(policy)},
+            model={"policy": spec.to_json()},
+            metrics=metrics,
+            parent=previous,
+            lineage={},
+            fields={**metrics, "epochs": cfg.bc.epochs},
+            gate_record={"stage": "bc", **metrics},
+            started=started,
+            t0=t0,
+        ),
+    )
+    result = BCResult(
+        **vars(done),
+        accuracy=accuracy,
+        threshold=cfg.bc.accuracy_threshold,
+        majority_baseline=baseline,
+        per_action_recall=metrics["per_action_recall"],
+        train_size=metrics["train"],
+        holdout_size={k: metrics["holdout"][k] for k in ("episodes", "steps")},
+    )
+    return result, demos.frames(range(len(demos.refs)))
+
+
+def _bc_metrics(
+    cfg: Config,
+    spec: PolicySpec,
+    demos: Demonstrations,
+    split: tuple[list[int], list[int]],
+    stats: TrainStats,
+    predicted: np.ndarray,
+    y_train: np.ndarray,
+    y_hold: np.ndarray,
+) -> dict[str, Any]:
+    """The BC stage's figures, as its record, its checkpoint and the promotion keep them."""
+    train_eps, holdout_eps = split
+    majority, baseline = majority_baseline(y_train, y_hold)
+    return {
+        "accuracy": float(np.mean(predicted == y_hold)),
+        "threshold": cfg.bc.accuracy_threshold,
+        "majority_baseline": baseline,
+        "majority_action": majority,
+        "per_action_recall": per_action_recall(predicted, y_hold, spec.n_actions),
+        "train": {"episodes": len(train_eps), "steps": demos.steps(train_eps)},
+        "holdout": {
+            "episodes": len(holdout_eps),
+            "steps": demos.steps(holdout_eps),
+            "names": [demos.refs[i].name for i in holdout_eps],
+        },
+        "train_accuracy": stats.train_accuracy,
+        "train_loss": stats.epoch_losses[-1],
+    }
+
+
+def _train_bc(
+    ctx: StageContext,
+    dataset: str,
+    spec: PolicySpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_hold: np.ndarray,
+) -> tuple[MLPPolicy, TrainStats, np.ndarray]:
+    """A new policy trained under the config's seed, and its greedy actions on the hold-out."""
+    cfg = ctx.config
+    with (
+        deterministic(cfg.seed) as generator,
+        progress_bar(cfg.bc.epochs, f"bc {dataset}", unit="epoch", enabled=ctx.progress) as bar,
+    ):
+        policy = MLPPolicy(spec)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.set_postfix_str(f"loss {loss:.4f}")
+            bar.update()
+
+        stats = train_bc(policy, x_train, y_train, cfg.bc, generator, on_epoch)
+        return policy, stats, policy.act(x_hold)
+
+
+# --- PPO ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PPORun:
+    """What PPO training and the evaluations of a PPO stage produced."""
+
+    actor: MLPPolicy
+    model: ActorCritic
+    history: list[UpdateStats]
+    train_seconds: float
+    eval_seed: int
+    returns: list[float]
+    baseline_returns: list[float] | None
+
+
+def ppo_stage(
+    ctx: StageContext,
+    manifest: Manifest,
+    cli_mode: str,
+    init: Checkpoint | None,
+    baseline: Checkpoint | None,
+    demos: Frames | None,
+    ppo_log: Path | None,
+) -> PPOResult:
+    """PPO from ``init`` (or from scratch), with the BC term on ``demos`` if given; then the
+    regression gate against ``baseline`` (``None``: nothing to regress from), and finish."""
+    cfg = ctx.config
+    started, t0 = utc_now(), time.perf_counter()
+    spec = PolicySpec(*env_dims(cfg.env.id), hidden_sizes=cfg.bc.hidden_sizes)
+    store = CheckpointStore(cfg.output.checkpoint_dir)
+    baseline_policy = _checkpoint_policy(baseline, spec) if baseline else None
+    bc = None if demos is None else BCTerm(*demos, cfg.anneal.bc_coef_start, cfg.anneal.schedule)
+    run = _run_ppo(ctx, manifest, cli_mode, spec, init, baseline_policy, bc, ppo_log)
+
+    metrics = _ppo_metrics(cfg, run, bc, baseline)
+    done = finish(
+        ctx,
+        manifest,
+        store,
+        _ppo_finishing(ctx, cli_mode, run, metrics, init, baseline, ppo_log, (started, t0)),
+    )
+    return PPOResult(
+        **vars(done),
+        loss_total=metrics["loss_total"],
+        mean_return=metrics["mean_return"],
+        returns=run.returns,
+        baseline_checkpoint=baseline.id if baseline else None,
+        baseline_mean_return=metrics["baseline_mean_return"],
+        baseline_returns=run.baseline_returns,
+        updates=run.history,
+        ppo_log=ppo_log,
+    )
+
+
+def _ppo_finishing(
+    ctx: StageContext,
+    cli_mode: str,
+    run: PPORun,
+    metrics: dict[str, Any],
+    init: Checkpoint | None,
+    baseline: Checkpoint | None,
+    ppo_log: Path | None,
+    clock: tuple[str, float],
+) -> Finishing:
+    """What the PPO stage hands to ``finish``: the actor and critic, gated on the evaluation."""
+    cfg = ctx.config
+    init_id = init.id if init else None
+    mean_return, baseline_mean = metrics["mean_return"], metrics["baseline_mean_return"]
+    tolerance = cfg.anneal.regression_tolerance
+    return Finishing(
+        stage="ppo",
+        gate=regression_gate(mean_return, baseline_mean, tolerance, metrics["loss_total"]),
+        files={"policy.pt": policy_bytes(run.actor), "value.pt": policy_bytes(run.model.critic)},
+        model={
+            "policy": run.actor.spec.to_json(),
+            "value_hidden_sizes": list(cfg.ppo.hidden_sizes),
+        },
+        metrics=metrics,
+        parent=baseline,
+        lineage={"init_checkpoint": init_id},
+        fields={
+            "cli_mode": cli_mode,
+            "init_checkpoint": init_id,
+            **metrics,
+            "ppo_log": os.path.relpath(ppo_log, cfg.output.log_dir) if ppo_log else None,
+        },
+        gate_record={
+            "stage": "ppo",
+            "mean_return": mean_return,
+            "baseline_mean_return": baseline_mean,
+            "tolerance": tolerance,
+        },
+        started=clock[0],
+        t0=clock[1],
+    )
+
+
+def _ppo_metrics(
+    cfg: Config, run: PPORun, bc: BCTerm | None, baseline: Checkpoint | None
+) -> dict[str, Any]:
+    """The PPO stage's figures, as its record and its checkpoint keep them."""
+    last = run.history[-1]
+    return {
+        "loss_total": finite_or_none(last.loss_total),
+        "updates": len(run.history),
+        "env_steps": last.env_steps,
+        "steps_per_second": round(last.env_steps / run.train_seconds, 1),
+        "bc_coef_start": bc.coef_start if bc else None,
+        "schedule": bc.schedule if bc else None,
+        "final_training_return": last.mean_episode_return,
+        "mean_return": float(np.mean(run.returns)),
+        "eval_returns": run.returns,
+        "eval_episodes": cfg.anneal.eval_episodes,
+        "eval_seed": run.eval_seed,
+        "baseline_checkpoint": baseline.id if baseline else None,
+        "baseline_mean_return": (
+            float(np.mean(run.baseline_returns)) if run.baseline_returns else None
+        ),
+        "baseline_returns": run.baseline_returns,
+        "regression_tolerance": cfg.anneal.regression_tolerance,
+    }
+
+
+def _run_ppo(
+    ctx: StageContext,
+    manifest: Manifest,
+    cli_mode: str,
+    spec: PolicySpec,
+    init: Checkpoint | None,
+    baseline_policy: MLPPolicy | None,
+    bc: BCTerm | None,
+    ppo_log: Path | None,
+) -> PPORun:
+    """Train under the config's seed, one PPO log line per update; then evaluate the new policy
+    and the baseline greedily on the same seeded episodes."""
+    cfg = ctx.config
+    with (
+        deterministic(cfg.seed) as generator,
+        progress_bar(
+            cfg.ppo.epochs, f"ppo {manifest.dataset}", unit="epoch", enabled=ctx.progress
+        ) as bar,
+        ppo_log_writer(ppo_log) as write_line,
+    ):
+        actor = _checkpoint_policy(init, spec) if init else MLPPolicy(spec)
+        model = ActorCritic(actor, cfg.ppo.hidden_sizes)
+        log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar)
+        envs = make_envs(cfg.env.id, cfg.ppo.num_envs)
+        train_started = time.perf_counter()
+        try:
+            history = train_ppo(model, envs, cfg.ppo, cfg.seed, generator, bc, log_line)
+        finally:
+            envs.close()
+        train_seconds = time.perf_counter() - train_started
+        eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        episodes = cfg.anneal.eval_episodes
+        returns = evaluate(actor, cfg.env.id, episodes, eval_seed)
+        baseline_returns = (
+            evaluate(baseline_policy, cfg.env.id, episodes, eval_seed)
+            if baseline_policy is not None
+            else None
+        )
+    return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
+
+
+def _ppo_log_line(
+    cli_mode: str, dataset: str, run: str, write_line: Callable[[dict[str, Any]], None], bar: Any
+) -> Callable[[UpdateStats], None]:
+    """The per-update callback: one PPO log line (NaN and infinity as null), one bar tick."""
+
+    def on_update(stats: UpdateStats) -> None:
+        line = {
+            k: finite_or_none(v) if isinstance(v, float) else v for k, v in stats.to_json().items()
+        }
+        write_line({"mode": cli_mode, "dataset": dataset, "run": run, **line})
+        if stats.mean_episode_return is not None:  # else keep the last one shown
+            bar.set_postfix_str(f"return {stats.mean_episode_return:.0f}")
+        bar.update()
+
+    return on_update
+
+
+# --- the environment and checkpoints as the policy sees them ---------------------------------
+
+
+def _checkpoint_policy(checkpoint: Checkpoint, spec: PolicySpec) -> MLPPolicy:
+    """The policy of a checkpoint, refused if it does not act in the config's environment."""
+    saved = PolicySpec.from_json(checkpoint.meta["policy"])
+    if (saved.obs_dim, saved.n_actions) != (spec.obs_dim, spec.n_actions):
+        raise HarnessError(
+            f"{checkpoint.path}: checkpoint {checkpoint.id} is a policy for {saved.obs_dim} "
+            f"observations and {saved.n_actions} actions; the environment has {spec.obs_dim} "
+            f"and {spec.n_actions}"
+        )
+    return load_policy(saved, checkpoint.file("policy.pt").read_bytes())
+
+
+def env_dims(env_id: str) -> tuple[int, int]:
+    """Observation length and number of actions of a Gymnasium environment."""
+    observation_space, action_space = env_spaces(env_id)
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise HarnessError(
+            f"env.id '{env_id}': BC needs a discrete action space, not {action_space}"
+        )
+    return gym.spaces.flatdim(observation_space), int(action_space.n)
