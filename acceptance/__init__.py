@@ -2,8 +2,11 @@
 
 - ``plugin.py``: the pytest plugin (dataset parametrisation, the abort rule, xdist grouping, the
   bundle written by the controller);
+- ``steps.py``: the five steps, their abort rule, and what the controller collects of each;
 - ``conftest.py``: the fixtures shared by the steps;
 - ``test_rehearsal.py``: the five steps;
 - ``rehearsal.py`` and ``cli_runs.py``: one dataset's runs, in-process and as subprocesses;
+- ``bundle_writer.py``: writing the bundle (the shared run log, clearing a dataset, the
+  summary's artefact entries), on the layout of ``harness.bundle``;
 - ``report.py``: the summary and the human-readable report.
 """

@@ -20,8 +20,9 @@ from harness.datasets.registry import DatasetRef
 
 
 @dataclass(frozen=True)
-class Dataset:
-    """A resolved dataset: its manifest, checksum sheet and accepted captures."""
+class RehearsalDataset:
+    """The dataset a rehearsal runs on, resolved: its manifest, checksum sheet and accepted
+    captures."""
 
     ref: DatasetRef
     manifest: Manifest
@@ -37,13 +38,13 @@ class Dataset:
 
 
 @pytest.fixture(scope="session")
-def dataset(request: pytest.FixtureRequest) -> Dataset:
+def dataset(request: pytest.FixtureRequest) -> RehearsalDataset:
     ref: DatasetRef = request.param
-    return Dataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
+    return RehearsalDataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
 
 
 @pytest.fixture(scope="session")
-def rehearsal(request: pytest.FixtureRequest, dataset: Dataset) -> Iterator[Rehearsal]:
+def rehearsal(request: pytest.FixtureRequest, dataset: RehearsalDataset) -> Iterator[Rehearsal]:
     """The dataset's runs; its set-up copies the manifest and sheet and writes the overlays."""
     opts = settings(request.config)
     r = Rehearsal(

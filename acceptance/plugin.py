@@ -15,46 +15,22 @@ import atexit
 import gc
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from acceptance import report as bundle_report
-from harness.bundle import DEFAULT_BUNDLE, DatasetFiles, clear_dataset
+from acceptance.bundle_writer import clear_dataset
+from acceptance.steps import STEP, STEPS, Collected, Step
+from harness.bundle import DEFAULT_BUNDLE, DatasetFiles
 from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
 from harness.formatting import utc_now
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
 PROPERTY = "rehearsal"  # the user property naming an item's dataset and step
-
-
-@dataclass(frozen=True)
-class Step:
-    key: str
-    title: str
-    needs: tuple[str, ...]
-    """Earlier steps whose failure makes this one meaningless: it is then aborted."""
-
-    @property
-    def aborts_with(self) -> str:
-        """The skip reason of the steps that need this one, when it failed."""
-        name = self.title if self.title.startswith("BC") else self.title.lower()
-        return f"aborted: {name} failed"
-
-
-STEPS = (
-    Step("dataset_integrity", "Dataset integrity", ()),
-    Step("bc_trainer", "BC trainer verification", ("dataset_integrity",)),
-    Step("anneal_smoke", "Anneal smoke", ("dataset_integrity",)),
-    # The drill runs against a copy of the BC step's store: without its promoted checkpoint,
-    # "the promoted checkpoint is unchanged" would prove nothing.
-    Step("rollback_drill", "Rollback drill", ("dataset_integrity", "bc_trainer")),
-    Step("artefact_capture", "Ops artefact capture", ("dataset_integrity",)),
-)
-STEP = {s.key: s for s in STEPS}
 
 
 @dataclass
@@ -68,17 +44,6 @@ class Settings:
     """Dataset name -> the ``--dataset`` text that named it (for the rerun command)."""
     active: bool
     """A rehearsal session: the plugin clears and writes the bundle."""
-
-
-@dataclass
-class Collected:
-    """What the controller has seen of one step (all phases of its test)."""
-
-    nodeid: str | None
-    outcome: str = "not run"
-    duration: float = 0.0
-    message: str | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -168,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
             if config.option.json_report_verbosity is None:
                 config.option.json_report_verbosity = 0  # no "auto-save skipped" line
     if active and is_controller(config):
-        config.pluginmanager.register(BundleWriter(config), "rehearsal-bundle-writer")
+        config.pluginmanager.register(ControllerPlugin(config), "rehearsal-bundle-writer")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -275,7 +240,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             clear_dataset(opts.bundle, ref.name)
 
 
-class BundleWriter:
+class ControllerPlugin:
     """Registered on the controller of a rehearsal session: collects each step's reports (from
     every worker) and writes each dataset's pytest JSON report, report and summary."""
 

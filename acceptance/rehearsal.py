@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun
 from harness.atomic import write_bytes_atomic
-from harness.bundle import DatasetFiles, dataset_records, merge_run
+from harness.bundle import DatasetFiles, dataset_records
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import VerifyReport, verify

@@ -17,16 +17,15 @@ from collections import Counter
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from acceptance.bundle_writer import artefact_entries
+from acceptance.steps import Collected, Step
 from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
-from harness.bundle import RUN_LOG, DatasetFiles, artefact_entries
+from harness.bundle import RUN_LOG, DatasetFiles
 from harness.datasets.registry import DatasetRef
 from harness.formatting import utc_now
 from harness.validation import check
-
-if TYPE_CHECKING:
-    from acceptance.plugin import Collected, Step
 
 BASELINE_S = 1.8  # the outline's runtime baseline for the BC and anneal suites, in seconds
 
@@ -235,13 +234,26 @@ def _seconds(value: float | None) -> str:
 
 def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: DatasetFiles) -> str:
     """The human-readable report: verdict, steps against the baseline, failures and what to
-    do, metrics, artefact paths."""
-    env, durations = summary["environment"], summary["durations"]
+    do, metrics, artefact paths. Every section but the last ends with a blank line."""
+    lines = [
+        *_header_section(summary, files),
+        *_steps_section(summary),
+        *_failures_section(summary),
+        *_missing_section(summary),
+        *_metrics_section(summary),
+        *_artefacts_section(artefacts, files),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _header_section(summary: dict[str, Any], files: DatasetFiles) -> list[str]:
+    """The verdict, where and with what the rehearsal ran, and what it read."""
+    env = summary["environment"]
     verdict = "PASSED" if summary["passed"] else "FAILED"
     commit = (env["git_commit"] or "not a git checkout")[:12]
     if env["git_dirty"]:
         commit += " (with uncommitted changes)"
-    lines = [
+    return [
         f"# Acceptance report: {summary['dataset']}: {verdict}",
         "",
         f"Phase 5.4 ops rehearsal, {summary['finished_at']}; commit {commit}; host "
@@ -252,16 +264,19 @@ def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: Data
         f"- Checksum sheet: `{summary['checksums']}`",
         f"- Bundle: `{files.root}`",
         "",
-        "## Steps",
-        "",
-        "| # | step | outcome | wall-clock |",
-        "| --- | --- | --- | --- |",
     ]
+
+
+def _steps_section(summary: dict[str, Any]) -> list[str]:
+    """The steps' outcomes and wall-clock, and the session against the baseline."""
+    durations = summary["durations"]
+    lines = ["## Steps", "", "| # | step | outcome | wall-clock |", "| --- | --- | --- | --- |"]
     for number, row in enumerate(summary["steps"], 1):
         outcome = row["outcome"] if row["outcome"] == "passed" else f"**{row['outcome'].upper()}**"
         lines.append(f"| {number} | {row['title']} | {outcome} | {_seconds(row['duration_s'])} |")
     ratio = durations["session_s"] / durations["baseline_s"]
-    lines += [
+    return [
+        *lines,
         "",
         f"Wall-clock: this dataset's steps {_seconds(durations['steps_s'])}, the whole session "
         f"{_seconds(durations['session_s'])} ({summary['pytest']['workers'] or 'no'} xdist "
@@ -269,26 +284,45 @@ def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: Data
         f"and anneal suites: {ratio:.1f}x. Information only; the rehearsal never gates on time.",
         "",
     ]
+
+
+def _failures_section(summary: dict[str, Any]) -> list[str]:
+    """Each step that did not pass, its message and remedial action (nothing when all passed)."""
     problems = [row for row in summary["steps"] if row["outcome"] != "passed"]
-    if problems:
-        lines += ["## What failed and what to do", ""]
-        for row in problems:
-            message = row["message"] or "-"
-            if not message.startswith(row["outcome"]):
-                message = f"{row['outcome']}: {message}"
-            lines.append(f"- **{row['title']}**: {message}")
-            lines.append(f"  - Remedial action: {row['remedial_action']}")
-        lines.append("")
-    if summary["missing"]:
-        lines += ["## Missing artefacts", ""]
-        lines += [f"- `{m['path']}`: {m['why']}" for m in summary["missing"]]
-        lines.append("")
-    lines += ["## Metrics", ""]
+    if not problems:
+        return []
+    lines = ["## What failed and what to do", ""]
+    for row in problems:
+        message = row["message"] or "-"
+        if not message.startswith(row["outcome"]):
+            message = f"{row['outcome']}: {message}"
+        lines.append(f"- **{row['title']}**: {message}")
+        lines.append(f"  - Remedial action: {row['remedial_action']}")
+    return [*lines, ""]
+
+
+def _missing_section(summary: dict[str, Any]) -> list[str]:
+    if not summary["missing"]:
+        return []
+    return [
+        "## Missing artefacts",
+        "",
+        *(f"- `{m['path']}`: {m['why']}" for m in summary["missing"]),
+        "",
+    ]
+
+
+def _metrics_section(summary: dict[str, Any]) -> list[str]:
+    lines = ["## Metrics", ""]
     for step, metrics in summary["metrics"].items():
         shown = ", ".join(f"{k} `{_short(v)}`" for k, v in metrics.items())
         lines.append(f"- {step}: {shown}")
-    lines += [
-        "",
+    return [*lines, ""]
+
+
+def _artefacts_section(artefacts: list[dict[str, Any]], files: DatasetFiles) -> list[str]:
+    """The artefacts' paths; their digests are in the summary, listed last."""
+    lines = [
         "## Artefacts",
         "",
         f"Paths relative to the bundle; sha256 and sizes are in `{files.summary.name}` "
@@ -300,8 +334,7 @@ def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: Data
             f" (this dataset's records, {entry['bytes']} bytes)" if entry["path"] == RUN_LOG else ""
         )
         lines.append(f"- `{entry['path']}`{what}")
-    lines.append(f"- `{files.summary.name}`")
-    return "\n".join(lines) + "\n"
+    return [*lines, f"- `{files.summary.name}`"]
 
 
 def _short(value: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from acceptance.conftest import Dataset
+from acceptance.conftest import RehearsalDataset
 from acceptance.rehearsal import ROLLBACK_THRESHOLD, Rehearsal
 from harness.config import changed_keys, load_config
 from harness.errors import EXIT_OK, EXIT_ROLLED_BACK
@@ -27,7 +27,9 @@ Record = Callable[[str, Any], None]
 
 
 @pytest.mark.rehearsal(step="dataset_integrity")
-def test_dataset_integrity(dataset: Dataset, rehearsal: Rehearsal, record_property: Record) -> None:
+def test_dataset_integrity(
+    dataset: RehearsalDataset, rehearsal: Rehearsal, record_property: Record
+) -> None:
     report = rehearsal.verify_integrity()
     record_property(
         "metrics",
@@ -149,7 +151,7 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
 
 @pytest.mark.rehearsal(step="artefact_capture")
 def test_artefact_capture(
-    dataset: Dataset,
+    dataset: RehearsalDataset,
     rehearsal: Rehearsal,
     overlay: Path,
     rollback_overlay: Path,

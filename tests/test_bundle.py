@@ -1,4 +1,5 @@
-"""The acceptance bundle: layout, merging run logs, and ``harness bundle verify``.
+"""The acceptance bundle: layout, merging run logs (``acceptance.bundle_writer``), and
+``harness bundle verify|compare``.
 
 Bundles are synthetic, built in tmp_path with the real layout functions (no training, no torch).
 """
@@ -13,17 +14,9 @@ from typing import Any
 
 import pytest
 
+from acceptance.bundle_writer import artefact_entries, clear_dataset, merge_run
 from harness.atomic import write_json_atomic
-from harness.bundle import (
-    RUN_LOG,
-    DatasetFiles,
-    artefact_entries,
-    clear_dataset,
-    compare_bundles,
-    merge_run,
-    run_log,
-    verify_bundle,
-)
+from harness.bundle import RUN_LOG, DatasetFiles, compare_bundles, run_log, verify_bundle
 from harness.errors import HarnessError
 from harness.formatting import display
 from harness.training.runlog import read_log

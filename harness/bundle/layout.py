@@ -1,0 +1,150 @@
+"""The bundle's layout: the names every reader and writer of an acceptance bundle agrees on.
+
+Layout (``artifacts/m5/acceptance/`` by default). Every name except the shared run log is keyed
+by dataset, so datasets rehearsed in separate sessions share one bundle without touching each
+other's files, and a rerun replaces exactly one dataset's files::
+
+    config_<d>.yaml              overlay of configs/examples/poc_hybrid.yaml for dataset <d>
+    rollback_config_<d>.yaml     the same with bc.accuracy_threshold 0.95 (the rollback drill)
+    manifest_<d>.json            byte copies of the dataset's manifest and checksum sheet
+    checksums_<d>.json
+    ppo_<d>.jsonl                the anneal smoke's PPO log
+    runs/<d>/<run>/              each training run's own logs/ and checkpoints/ (and CLI output)
+    logs/anneal_results.json     every run's records, each tagged with dataset and run, sorted
+    pytest_report_<d>.json       the pytest JSON report of <d>'s tests
+    acceptance_report_<d>.md     the human-readable report
+    summary_<d>.json             outcomes, metrics, artefacts (sha256, size), environment
+
+The run log is the one shared file, so a summary pins only its own dataset's records in it: the
+sha256 and size of their canonical JSON (``records_digest``), not of the whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.atomic import dumps_json
+from harness.errors import HarnessError
+from harness.training.runlog import LOG_NAME, read_log
+
+DEFAULT_BUNDLE = Path("artifacts/m5/acceptance")
+LOGS_DIR = "logs"
+RUN_LOG = f"{LOGS_DIR}/{LOG_NAME}"
+RUN_LOG_LOCK = f"{LOGS_DIR}/.{LOG_NAME}.lock"  # beside the run log while it is updated
+RUNS_DIR = "runs"
+SUMMARY_GLOB = "summary_*.json"
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The paths one dataset owns in a bundle."""
+
+    root: Path
+    dataset: str
+
+    def _file(self, name: str) -> Path:
+        return self.root / name
+
+    @property
+    def config(self) -> Path:
+        return self._file(f"config_{self.dataset}.yaml")
+
+    @property
+    def rollback_config(self) -> Path:
+        return self._file(f"rollback_config_{self.dataset}.yaml")
+
+    @property
+    def manifest(self) -> Path:
+        return self._file(f"manifest_{self.dataset}.json")
+
+    @property
+    def checksums(self) -> Path:
+        return self._file(f"checksums_{self.dataset}.json")
+
+    @property
+    def ppo_log(self) -> Path:
+        return self._file(f"ppo_{self.dataset}.jsonl")
+
+    @property
+    def pytest_report(self) -> Path:
+        return self._file(f"pytest_report_{self.dataset}.json")
+
+    @property
+    def report(self) -> Path:
+        return self._file(f"acceptance_report_{self.dataset}.md")
+
+    @property
+    def summary(self) -> Path:
+        return self._file(f"summary_{self.dataset}.json")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR / self.dataset
+
+    def run(self, name: str) -> Path:
+        return self.runs / name
+
+    @property
+    def files(self) -> list[Path]:
+        """The dataset's top-level files (its ``runs/<d>/`` folder aside)."""
+        return [
+            self.config,
+            self.rollback_config,
+            self.manifest,
+            self.checksums,
+            self.ppo_log,
+            self.pytest_report,
+            self.report,
+            self.summary,
+        ]
+
+    def existing(self) -> list[Path]:
+        """Every file the dataset owns that is on disk, its run folders included, sorted."""
+        found = [p for p in self.files if p.is_file()]
+        if self.runs.is_dir():
+            for dirpath, _dirs, names in os.walk(self.runs):
+                found.extend(Path(dirpath, n) for n in names)
+        return sorted(found)
+
+    def owns(self, rel: str) -> bool:
+        """``rel`` (posix, relative to the bundle) is a name the layout gives this dataset."""
+        if rel in {p.name for p in self.files}:
+            return True
+        parts = rel.split("/")
+        return (
+            len(parts) >= 3
+            and parts[:2] == [RUNS_DIR, self.dataset]
+            and all(part not in ("", ".", "..") for part in parts)
+        )
+
+
+def run_log(root: Path) -> Path:
+    return root / RUN_LOG
+
+
+def summary_dataset(path: Path) -> str:
+    """The dataset a ``summary_<d>.json`` file is named for."""
+    return path.name[len("summary_") : -len(".json")]
+
+
+def summary_paths(root: Path) -> list[Path]:
+    """The bundle's summary files, sorted; a folder without any is not a bundle."""
+    paths = sorted(root.glob(SUMMARY_GLOB))
+    if not paths:
+        raise HarnessError(f"{root}: no summary_<dataset>.json in this folder; is it a bundle?")
+    return paths
+
+
+def records_digest(records: list[dict[str, Any]]) -> tuple[str, int]:
+    """sha256 and size of the canonical JSON of some run log records."""
+    data = dumps_json(records).encode("utf-8")
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def dataset_records(root: Path, dataset: str) -> list[dict[str, Any]]:
+    """One dataset's records in the bundle's run log (schema-checked by ``read_log``)."""
+    return [r for r in read_log(run_log(root)) if r.get("dataset") == dataset]
