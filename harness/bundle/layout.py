@@ -29,12 +29,12 @@ from typing import Any
 
 from harness.atomic import dumps_json
 from harness.errors import HarnessError
-from harness.training.runlog import LOG_NAME, read_log
+from harness.training.runlog import LOCK_NAME, LOG_NAME, read_log
 
 DEFAULT_BUNDLE = Path("artifacts/m5/acceptance")
 LOGS_DIR = "logs"
 RUN_LOG = f"{LOGS_DIR}/{LOG_NAME}"
-RUN_LOG_LOCK = f"{LOGS_DIR}/.{LOG_NAME}.lock"  # beside the run log while it is updated
+RUN_LOG_LOCK = f"{LOGS_DIR}/{LOCK_NAME}"  # beside the run log while it is updated
 RUNS_DIR = "runs"
 SUMMARY_GLOB = "summary_*.json"
 

@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.validation import check, load_json, read_text
 
 LOG_NAME = "anneal_results.json"
+LOCK_NAME = f".{LOG_NAME}.lock"  # beside the run log; held while the log is rewritten
 REJECTED_DIR = "rejected"  # where a run keeps a checkpoint that failed its gate
 
 
@@ -51,7 +52,7 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 @contextlib.contextmanager
 def _locked(log_dir: Path) -> Iterator[None]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f".{LOG_NAME}.lock", "a") as lock:
+    with open(log_dir / LOCK_NAME, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
