@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,70 @@ def test_python_dash_m_and_console_script_agree() -> None:
         pytest.fail("the 'harness' console script is not installed (pip install -e .)")
     r = subprocess.run([script, "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout == run_cli("--version").stdout
+
+
+def _commands() -> list[tuple[str, ...]]:
+    """Every command of the assembled parser: ``(group,)`` or ``(group, command)``."""
+    import argparse
+
+    from harness.cli import build_parser
+
+    def below(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return dict(subs[0].choices) if subs else {}
+
+    return [
+        (group, *((command,) if command else ()))
+        for group, group_parser in below(build_parser()).items()
+        for command in below(group_parser) or [None]
+    ]
+
+
+def test_every_group_registers_its_commands() -> None:
+    assert _commands() == [
+        ("capture", "record"),
+        ("capture", "inspect"),
+        *[
+            ("dataset", c)
+            for c in ("create", "add", "review", "list", "sheet", "verify", "export", "inspect")
+        ],
+        ("preflight", "generate"),
+        ("config", "overlay"),
+        ("config", "check"),
+        ("train",),
+        ("bundle", "verify"),
+        ("bundle", "compare"),
+    ]
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_answers_help(command: tuple[str, ...]) -> None:
+    result = call_cli(*command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(
+        f"usage: harness {' '.join(command)}"
+    )
+
+
+def test_the_preflight_data_is_a_dataset_not_a_bundle(tmp_path: Path) -> None:
+    # "bundle" names what a rehearsal leaves; the preflight data is a dataset like idle_v1.
+    for command in (("preflight",), ("preflight", "generate")):
+        assert "bundle" not in call_cli(*command, "--help").stdout
+    result = call_cli("preflight", "generate", "-o", tmp_path / "preflight")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("preflight dataset written under ")
+
+
+def test_building_the_parser_imports_no_heavy_library() -> None:
+    # Every command, --help included, builds the whole parser; only `harness train` may load
+    # torch, and a dataset listing needs neither yaml nor torch.
+    code = (
+        "import sys; from harness.cli import build_parser, main; build_parser(); "
+        "print(sorted({n.split('.')[0] for n in sys.modules} & "
+        "{'torch', 'numpy', 'h5py', 'jsonschema', 'yaml', 'gymnasium'})); "
+        "main(['dataset', 'list', 'idle_v1']); "
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'torch', 'yaml'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "[]" and lines[-1] == "[]", lines
