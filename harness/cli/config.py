@@ -22,7 +22,8 @@ VALUE is parsed as YAML: 0.95 and 1e-3 are numbers, null is null, [32, 32] is a 
 is a boolean. A key that takes text (paths, env.id) keeps VALUE as typed, so
 output.log_dir=2024 is the folder '2024'. --dataset sets dataset.manifest and
 dataset.checksums from a dataset name or manifest path; --set dataset.manifest alone also
-points dataset.checksums at that manifest's ../checksums/<name>.json.
+points dataset.checksums at the sheet of the same file name in ../checksums/ beside the
+manifest's folder.
 
 Paths: a relative path in BASE is relative to BASE's folder; a relative path given with --set
 is relative to the working folder (what you mean when you type it); an absolute path stays
