@@ -21,7 +21,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="idle_v1",
         metavar="DATASET[,DATASET...]",
         help="datasets to rehearse, comma-separated: idle_v1 (default, the production dataset), "
-        "preflight (the synthetic bundle), another name registered under data/bc_datasets/, "
+        "preflight (the synthetic dataset), another name registered under data/bc_datasets/, "
         "or a path to a manifest file",
     )
     group.addoption(

@@ -1,4 +1,4 @@
-"""The committed preflight bundle is exactly what 'harness preflight generate' writes."""
+"""The committed preflight dataset is exactly what 'harness preflight generate' writes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _files(root: Path) -> dict[str, bytes]:
     }
 
 
-def test_generate_reproduces_the_committed_bundle(tmp_path: Path) -> None:
+def test_generate_reproduces_the_committed_dataset(tmp_path: Path) -> None:
     out = tmp_path / "preflight"
     result = run_cli("preflight", "generate", "-o", out)
     assert result.returncode == 0, result.stderr
