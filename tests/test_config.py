@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import math
 import os
 import tempfile
@@ -26,6 +27,7 @@ from harness.config import (
     overlay,
     path_keys,
 )
+from harness.datasets.registry import resolve, sheet_beside
 from harness.errors import HarnessError, SchemaError
 from harness.validation import schema_problems, validator
 
@@ -153,6 +155,29 @@ def test_config_module_does_not_import_torch() -> None:
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not [n for n in names if n.split(".")[0] == "torch"]
+
+
+# --- the default checksum sheet: one rule, by the manifest's file name ---------------------
+
+
+def test_the_default_sheet_is_named_after_the_manifest_file(tmp_path: Path) -> None:
+    """A manifest x/manifests/copy.json of the dataset 'other' has the sheet
+    x/checksums/copy.json, whether named to the registry or to a config."""
+    manifest = tmp_path / "x" / "manifests" / "copy.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({**json.loads(MANIFEST.read_text()), "dataset": "other"}))
+    sheet = tmp_path / "x" / "checksums" / "copy.json"
+    assert sheet_beside(manifest) == sheet
+    ref = resolve(str(manifest))
+    assert (ref.name, ref.manifest, ref.checksums) == ("other", manifest, sheet)
+    assert sheet_beside(MANIFEST) == SHEET == resolve("idle_v1").checksums
+
+    minimal = {**RAW, "dataset": {"manifest": "x/manifests/copy.json"}}
+    assert config_from_document(minimal, tmp_path).dataset.checksums == sheet
+    assert load_config(BASE).override({"dataset.manifest": manifest}).dataset.checksums == sheet
+    out = tmp_path / "o.yaml"
+    assert overlay(BASE, out, [f"dataset.manifest={manifest}"]).dataset.checksums == sheet
+    assert overlay(BASE, out, [], dataset=str(manifest)).dataset.checksums == sheet
 
 
 # --- bad configs ---------------------------------------------------------------------------

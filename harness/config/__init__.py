@@ -492,7 +492,7 @@ def config_from_document(
 def _sheet_beside(manifest: Path) -> Path:
     from harness.datasets.registry import sheet_beside
 
-    return sheet_beside(manifest, manifest.stem)
+    return sheet_beside(manifest)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
