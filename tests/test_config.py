@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import math
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import pytest
 import yaml
@@ -17,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import harness.config as config_module
+import harness.config.pipeline as pipeline
 from harness.config import (
     changed_keys,
     config_from_document,
@@ -25,7 +29,10 @@ from harness.config import (
     load_config,
     overlay,
     path_keys,
+    problems,
 )
+from harness.config.keys import KEY_TYPES, SECTIONS
+from harness.datasets.registry import resolve, sheet_beside
 from harness.errors import HarnessError, SchemaError
 from harness.validation import schema_problems, validator
 
@@ -149,10 +156,190 @@ def test_config_check_refuses_a_missing_dataset(tmp_path: Path) -> None:
 
 
 def test_config_module_does_not_import_torch() -> None:
-    tree = ast.parse(Path(config_module.__file__).read_text())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert not [n for n in names if n.split(".")[0] == "torch"]
+    modules = sorted(Path(config_module.__file__).parent.glob("*.py"))
+    assert len(modules) > 1  # the package, not only its __init__
+    for module in modules:
+        tree = ast.parse(module.read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [n for n in names if n.split(".")[0] == "torch"], module.name
+
+
+def test_importing_the_config_package_loads_no_torch_gymnasium_or_h5py() -> None:
+    """What the package imports, directly or not: the CLI checks configs without paying for
+    PyTorch, Gymnasium or HDF5."""
+    code = (
+        "import sys, harness.config\n"
+        "print(sorted(m for m in ('torch', 'gymnasium', 'h5py') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+# --- the schema and the dataclasses: two declarations held equal ----------------------------
+
+
+def _declares(kind: Any, schema: dict[str, Any]) -> bool:
+    """Whether a key's schema declares the Python type of its field."""
+    if get_origin(kind) is Literal:
+        return schema.get("enum") == list(get_args(kind))
+    if get_origin(kind) is tuple:
+        return schema.get("type") == "array" and schema.get("items", {}).get("type") == "integer"
+    if kind == float | None:
+        return schema.get("type") == ["number", "null"]
+    types = {int: "integer", float: "number", str: "string", Path: "string"}
+    return kind in types and schema.get("type") == types[kind]
+
+
+def schema_disagreements(schema: dict[str, Any]) -> list[str]:
+    """Where a config JSON Schema and the dataclasses (harness.config.keys) disagree: sections
+    and keys and their order, types, path keys, and required keys (those without a default)."""
+    defs = schema.get("$defs", {})
+
+    def leaf(node: dict[str, Any]) -> dict[str, Any]:
+        ref = node.get("$ref")
+        return node if ref is None else {**defs[ref.rsplit("/", 1)[-1]], **node}
+
+    found = []
+    top = schema["properties"]
+    if list(top) != list(SECTIONS):
+        found.append(f"sections {list(top)} != {list(SECTIONS)}")
+    for name, keys in SECTIONS.items():
+        node = top.get(name, {})
+        if (name in schema.get("required", [])) == ("default" in node):
+            found.append(f"{name}: required at the top level is not the same as having no default")
+        entries = {name: node} if not keys else node.get("properties", {})
+        if keys and list(entries) != keys:
+            found.append(f"{name}: keys {list(entries)} != {keys}")
+        for key in keys or [name]:
+            dotted = f"{name}.{key}" if keys else name
+            sub = entries.get(key, {})
+            if not _declares(KEY_TYPES[dotted], leaf(sub)):
+                found.append(f"{dotted}: {leaf(sub)} is no {KEY_TYPES[dotted]}")
+            if (sub.get("$ref") == "#/$defs/path") != (KEY_TYPES[dotted] is Path):
+                found.append(f"{dotted}: a path in one declaration only")
+        if keys:
+            # dataset.checksums has no default in the schema: it is the sheet beside the manifest.
+            without = [k for k in keys if "default" not in entries.get(k, {})]
+            expected = [k for k in without if f"{name}.{k}" != "dataset.checksums"]
+            if sorted(node.get("required", [])) != sorted(expected):
+                found.append(f"{name}: required {node.get('required', [])} != {expected}")
+    return found
+
+
+def test_the_schema_declares_the_dataclasses_keys() -> None:
+    assert schema_disagreements(validator("config").schema) == []
+
+
+def _swap_bc_keys(s: dict[str, Any]) -> None:
+    bc = s["properties"]["bc"]
+    bc["properties"] = dict(reversed(bc["properties"].items()))
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda s: s["properties"]["bc"]["properties"].pop("lr"),
+        lambda s: s["properties"]["ppo"]["properties"].update(lr_decay={"type": "number"}),
+        _swap_bc_keys,
+        lambda s: s["properties"].pop("anneal"),
+        lambda s: s["properties"]["bc"]["properties"].update(epochs={"type": "number"}),
+        lambda s: s["properties"]["ppo"]["properties"]["target_kl"].update(type="number"),
+        lambda s: s["properties"]["ppo"]["properties"].update(hidden_sizes={"type": "integer"}),
+        lambda s: s["properties"]["anneal"]["properties"]["schedule"].update(enum=["linear"]),
+        lambda s: s["properties"]["env"]["properties"].update(id={"$ref": "#/$defs/path"}),
+        lambda s: s["properties"]["output"]["properties"].update(log_dir={"type": "string"}),
+        lambda s: s["properties"]["bc"]["properties"]["accuracy_threshold"].update(default=0.8),
+        lambda s: s["properties"]["ppo"]["properties"]["lr"].pop("default"),
+        lambda s: s["properties"]["dataset"].update(required=["manifest", "checksums"]),
+        lambda s: s["properties"]["ppo"].pop("default"),
+        lambda s: s["required"].remove("output"),
+    ],
+)
+def test_a_schema_that_disagrees_with_the_dataclasses_is_caught(
+    break_it: Callable[[dict[str, Any]], Any],
+) -> None:
+    broken = copy.deepcopy(validator("config").schema)
+    break_it(broken)
+    assert schema_disagreements(broken) != []
+
+
+# --- one pipeline: defaults from the schema, one validation per document -------------------
+
+
+def test_defaults_are_filled_from_the_schema_without_changing_it() -> None:
+    schema = copy.deepcopy(validator("config").schema)
+    document = {
+        "seed": 0,
+        "dataset": {"manifest": "m.json"},
+        "env": {"id": "CartPole-v1"},
+        "bc": {"accuracy_threshold": 0.8},
+        "ppo": {"epochs": 3},
+        "output": {"log_dir": "l", "checkpoint_dir": "c"},
+    }
+    assert problems(document) == []
+    assert flatten(document) == {
+        **{k: v for k, v in flatten(RAW).items() if not k.startswith(("dataset.", "output."))},
+        "ppo.epochs": 3,
+        "dataset.manifest": "m.json",
+        "output.log_dir": "l",
+        "output.checkpoint_dir": "c",
+    }
+    document["anneal"]["schedule"] = "exponential"  # a default is a copy, not the schema's own
+    assert validator("config").schema == schema
+
+
+class _CountingValidator:
+    """Counts the documents the config pipeline validates."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.count = real, 0
+
+    def iter_errors(self, document: Any) -> Any:
+        self.count += 1
+        return self.real.iter_errors(document)
+
+
+@pytest.fixture
+def validations(monkeypatch: pytest.MonkeyPatch) -> _CountingValidator:
+    counting = _CountingValidator(pipeline._filling_validator())
+    monkeypatch.setattr(pipeline, "_filling_validator", lambda: counting)
+    return counting
+
+
+def test_each_load_override_and_overlay_validates_once_per_document(
+    tmp_path: Path, validations: _CountingValidator
+) -> None:
+    config = load_config(BASE)
+    assert validations.count == 1
+    config.override({"seed": 2})
+    assert validations.count == 2
+    overlay(BASE, tmp_path / "o.yaml", ["seed=3"])
+    assert validations.count == 4  # the base, then the result
+
+
+# --- the default checksum sheet: one rule, by the manifest's file name ---------------------
+
+
+def test_the_default_sheet_is_named_after_the_manifest_file(tmp_path: Path) -> None:
+    """A manifest x/manifests/copy.json of the dataset 'other' has the sheet
+    x/checksums/copy.json, whether named to the registry or to a config."""
+    manifest = tmp_path / "x" / "manifests" / "copy.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({**json.loads(MANIFEST.read_text()), "dataset": "other"}))
+    sheet = tmp_path / "x" / "checksums" / "copy.json"
+    assert sheet_beside(manifest) == sheet
+    ref = resolve(str(manifest))
+    assert (ref.name, ref.manifest, ref.checksums) == ("other", manifest, sheet)
+    assert sheet_beside(MANIFEST) == SHEET == resolve("idle_v1").checksums
+
+    minimal = {**RAW, "dataset": {"manifest": "x/manifests/copy.json"}}
+    assert config_from_document(minimal, tmp_path).dataset.checksums == sheet
+    assert load_config(BASE).override({"dataset.manifest": manifest}).dataset.checksums == sheet
+    out = tmp_path / "o.yaml"
+    assert overlay(BASE, out, [f"dataset.manifest={manifest}"]).dataset.checksums == sheet
+    assert overlay(BASE, out, [], dataset=str(manifest)).dataset.checksums == sheet
 
 
 # --- bad configs ---------------------------------------------------------------------------

@@ -8,7 +8,11 @@ synthetic preflight bundle lives under ``artifacts/m5/preflight/``. Both use the
     <root>/checksums/<name>.json
     <root>/captures/<name>/...
 
-so a manifest's checksum sheet is ``../checksums/<dataset>.json`` next to its folder, unless given.
+One rule gives a manifest's checksum sheet, unless one is given: ``../checksums/<manifest file
+name>`` beside the manifest's folder (``sheet_beside``), for a dataset name, a manifest path and
+a config without ``dataset.checksums`` alike. It goes by the file's name, not the dataset name
+inside the manifest: the two agree for every dataset laid out as above, and a copy of a manifest
+under another file name has the sheet of that name.
 """
 
 from __future__ import annotations
@@ -48,9 +52,9 @@ class DatasetRef:
     checksums: Path
 
 
-def sheet_beside(manifest: Path, dataset: str) -> Path:
-    """The conventional checksum sheet of a manifest: ``../checksums/<dataset>.json``."""
-    return manifest.parent.parent / "checksums" / f"{dataset}.json"
+def sheet_beside(manifest: Path) -> Path:
+    """The conventional checksum sheet of a manifest: ``../checksums/<manifest file name>``."""
+    return manifest.parent.parent / "checksums" / manifest.name
 
 
 def registered_names(root: Path | None = None) -> list[str]:
@@ -66,7 +70,7 @@ def looks_like_path(arg: str) -> bool:
 
 
 def resolve(arg: str, root: Path | None = None) -> DatasetRef:
-    """Resolve a dataset name or manifest path; the sheet path follows the layout convention.
+    """Resolve a dataset name or manifest path; the sheet is the one beside the manifest.
 
     For a manifest path the dataset name is read from the manifest itself.
     """
@@ -75,7 +79,7 @@ def resolve(arg: str, root: Path | None = None) -> DatasetRef:
         raise HarnessError("empty dataset name")
     if arg == PREFLIGHT:
         manifest = root / PREFLIGHT_DIR / "manifests" / f"{PREFLIGHT}.json"
-        return DatasetRef(PREFLIGHT, manifest, sheet_beside(manifest, PREFLIGHT))
+        return DatasetRef(PREFLIGHT, manifest, sheet_beside(manifest))
     if not looks_like_path(arg):
         manifest = root / DATASETS_DIR / "manifests" / f"{arg}.json"
         if not _NAME.match(arg) or not manifest.is_file():
@@ -84,7 +88,7 @@ def resolve(arg: str, root: Path | None = None) -> DatasetRef:
                 f"unknown dataset '{arg}' (registered under {root / DATASETS_DIR}: "
                 f"{known}); give a manifest path to use another"
             )
-        return DatasetRef(arg, manifest, sheet_beside(manifest, arg))
+        return DatasetRef(arg, manifest, sheet_beside(manifest))
     manifest = Path(arg)
     from harness.validation import load_json
 
@@ -92,4 +96,4 @@ def resolve(arg: str, root: Path | None = None) -> DatasetRef:
     name = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(name, str) or not _NAME.match(name):
         name = manifest.stem  # the schema check that follows names the real problem
-    return DatasetRef(name, manifest, sheet_beside(manifest, name))
+    return DatasetRef(name, manifest, sheet_beside(manifest))
