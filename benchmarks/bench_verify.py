@@ -152,7 +152,7 @@ def build_dataset(root: Path, n_files: int, total: int, seed: int) -> tuple[Path
         )
         log(f"  wrote {name}: {size / MIB:.1f} MiB")
     manifest.save()
-    sheet_path = sheet_beside(manifest.path, DATASET)
+    sheet_path = sheet_beside(manifest.path)
     sheet_path.parent.mkdir()
     build_sheet(manifest, sheet_path).save()
     return manifest.path, paths
@@ -229,7 +229,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         # Untimed warm-up: imports, .pyc files and the binaries are cached before timing starts.
         for cmd in commands.values():
             run(cmd)
-        check_sha256sum_agrees(sheet_beside(manifest_path, DATASET), paths)
+        check_sha256sum_agrees(sheet_beside(manifest_path), paths)
         log("warm-up: each command ran once untimed; sha256sum agrees with the sheet")
 
         times: dict[str, list[float]] = {name: [] for name in commands}

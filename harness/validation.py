@@ -16,6 +16,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
 from harness.errors import HarnessError, SchemaError
 from harness.formatting import and_more
@@ -61,15 +62,16 @@ def _unknown_keys(error: ValidationError) -> list[Any]:
     ]
 
 
-def schema_problems(document: Any, schema: str) -> list[str]:
+def schema_problems(document: Any, schema: str, checker: Validator | None = None) -> list[str]:
     """Every violation of ``schema`` in ``document``, as ``key: message`` strings, in key order.
 
     An unexpected key gets a line of its own naming it and the keys allowed there. It comes
     before the other problems of its mapping, because a misspelt key is usually why a required
-    one is reported missing.
+    one is reported missing. ``checker`` replaces the schema's plain validator (the config's
+    fills in defaults as it checks).
     """
     problems: list[tuple[list[str], int, str]] = []
-    for error in validator(schema).iter_errors(document):
+    for error in (checker or validator(schema)).iter_errors(document):
         where = list(error.absolute_path)
         extras = _unknown_keys(error)
         if not extras:

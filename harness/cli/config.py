@@ -33,10 +33,9 @@ on an error nothing is written (exit 2). OUT is overwritten if it exists, but ne
 
 
 def cmd_config_overlay(args: argparse.Namespace) -> int:
-    from harness.config import changed_keys, load_config, overlay
+    from harness.config import changed_keys, write_overlay
 
-    before = load_config(args.base)
-    after = overlay(args.base, args.output, args.set, dataset=args.dataset)
+    before, after = write_overlay(args.base, args.output, args.set, dataset=args.dataset)
     changed = ", ".join(changed_keys(before, after)) or "nothing"
     emit(f"wrote {args.output} (overlay of {args.base}; changed {changed})")
     return EXIT_OK

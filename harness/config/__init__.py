@@ -16,7 +16,7 @@ The package, from the bottom up:
 - ``pipeline``: one document's ``problems``, its defaults, and building a ``Config``
   (``config_from_document``, ``load_config``)
 - ``overlay``: changes by dotted key (``Config.override``, ``--set``) and overlay files
-  (``overlay``, ``changed_keys``, ``flatten``)
+  (``overlay``, ``write_overlay``, ``changed_keys``, ``flatten``)
 
 None of it imports torch: the CLI checks configs without paying for it.
 """
@@ -33,7 +33,7 @@ from harness.config.model import (
     OutputConfig,
     PPOConfig,
 )
-from harness.config.overlay import changed_keys, flatten, overlay
+from harness.config.overlay import changed_keys, flatten, overlay, write_overlay
 from harness.config.pipeline import config_from_document, load_config, problems
 from harness.config.yaml_text import dump_yaml, parse_yaml
 
@@ -55,4 +55,5 @@ __all__ = [
     "parse_yaml",
     "path_keys",
     "problems",
+    "write_overlay",
 ]

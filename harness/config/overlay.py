@@ -160,6 +160,21 @@ def overlay(
 ) -> Config:
     """Write to ``out`` a complete, standalone config derived from ``base``; return it as loaded.
 
+    ``write_overlay``, keeping only the overlay.
+    """
+    return write_overlay(base, out, sets, dataset, cwd)[1]
+
+
+def write_overlay(
+    base: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    sets: Sequence[str] = (),
+    dataset: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> tuple[Config, Config]:
+    """Write to ``out`` a complete, standalone config derived from ``base``; return the base and
+    the overlay as loaded, each validated once.
+
     ``sets`` are ``KEY=VALUE`` strings (``bc.accuracy_threshold=0.95``); VALUE is parsed as YAML,
     except that a key taking text (a path, ``env.id``) keeps the text as typed when YAML would
     make it something else. ``dataset`` is a dataset name or manifest path
@@ -175,12 +190,12 @@ def overlay(
     """
     base, out = Path(base), Path(out)
     here = os.path.abspath(os.getcwd() if cwd is None else cwd)
+    # The base first: a broken base is the first thing to report, whatever else is wrong.
+    raw = read_yaml(base)
+    before = config_from_document(raw, os.path.dirname(os.path.abspath(base)), base)
     changes = [_parse_set(text) for text in sets]
     if dataset is not None and any(key == "dataset.manifest" for key, _, _ in changes):
         raise HarnessError("give either --dataset or --set dataset.manifest, not both")
-
-    raw = read_yaml(base)
-    before = config_from_document(raw, os.path.dirname(os.path.abspath(base)), base)
     _refuse_out(out, base)
 
     # Which paths of the result are to be written relative to out's folder.
@@ -202,7 +217,7 @@ def overlay(
 
     after = build(document, os.path.dirname(os.path.abspath(out)), out)  # _apply validated it
     write_text_atomic(out, _overlay_text(base, out, before, after, relative))
-    return after
+    return before, after
 
 
 def _overlay_text(

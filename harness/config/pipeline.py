@@ -82,11 +82,8 @@ def problems(document: Any) -> list[str]:
         return [
             f"(top level): expected a mapping with the sections {sections}; got {_kind(document)}"
         ]
-    if next(_filling_validator().iter_errors(document), None) is not None:
-        # harness.validation words them, as for every JSON file; an invalid document is the
-        # rare case, so walking it again for that costs nothing that matters.
-        return schema_problems(document, SCHEMA)
-    return _value_problems(document)
+    # harness.validation words the schema's problems, as for every JSON file.
+    return schema_problems(document, SCHEMA, _filling_validator()) or _value_problems(document)
 
 
 def _value_problems(document: dict[str, Any]) -> list[str]:
