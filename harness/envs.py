@@ -6,12 +6,12 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from harness.errors import HarnessError
+
 
 def make_env(env_id: str) -> Any:  # -> gymnasium.Env
     """``gymnasium.make(env_id)`` with a one-line error for ids not in the registry."""
-    import gymnasium as gym
-
-    from harness.errors import HarnessError
+    import gymnasium as gym  # on first use: dataset commands that make no env do not pay for it
 
     if env_id not in gym.registry:
         close = sorted(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.validation import load_json
 
 DEFAULT_DATASET = "idle_v1"
 PREFLIGHT = "preflight"
@@ -90,8 +91,6 @@ def resolve(arg: str, root: Path | None = None) -> DatasetRef:
             )
         return DatasetRef(arg, manifest, sheet_beside(manifest))
     manifest = Path(arg)
-    from harness.validation import load_json
-
     doc = load_json(manifest, "manifest")
     name = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(name, str) or not _NAME.match(name):

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.config import BCConfig
 from harness.datasets.capture import read_capture
 from harness.datasets.manifest import Manifest
 from harness.errors import HarnessError
 from harness.training.optim import Adam
 from harness.training.policy import MLPPolicy
 from harness.training.results import GateResult
-
-if TYPE_CHECKING:
-    from harness.config import BCConfig
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -33,8 +34,6 @@ from harness.training.policy import MLPPolicy
 
 def make_envs(env_id: str, num_envs: int) -> Any:
     """``num_envs`` copies of ``env_id``, natively vectorised where the environment allows."""
-    import gymnasium as gym
-
     envs = gym.make_vec(env_id, num_envs=num_envs)
     mode = envs.metadata.get("autoreset_mode")
     if mode is not gym.vector.AutoresetMode.NEXT_STEP:
