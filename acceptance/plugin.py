@@ -117,11 +117,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)
     config.stash[FAILED] = {}
     if active:
-        # Hypothesis's pytest plugin imports all of hypothesis in its terminal summary (0.7 s on
-        # these machines, an eighth of a rehearsal); the rehearsal has no property tests.
+        # Hypothesis's pytest plugin imports all of hypothesis in its terminal summary (tenths of
+        # a second; docs/acceptance.md, Speed); the rehearsal has no property tests.
         config.pluginmanager.set_blocked("hypothesispytest")
         # At interpreter exit (atexit runs first), spare the final garbage collections over
-        # torch's objects, which the in-process BC step imported: 0.35 s of every rehearsal.
+        # torch's objects, which the in-process BC step imported (docs/acceptance.md, Speed).
         atexit.register(gc.freeze)
     if active and config.pluginmanager.hasplugin("pytest_jsonreport"):
         # The JSON report is part of the bundle: switched on without a flag. pytest-json-report

@@ -27,7 +27,8 @@ def validator(name: str) -> Draft202012Validator:
     """The validator of ``harness/schemas/<name>.schema.json``."""
     text = resources.files("harness.schemas").joinpath(f"{name}.schema.json").read_text("utf-8")
     # The schemas are checked against the metaschema by the tests (tests/test_schemas.py), not
-    # here: that check costs 0.1 s in every process, CLI runs included.
+    # here: that check costs tenths of a second in every process, CLI runs included
+    # (scripts/docs_figures.py --section startup).
     return Draft202012Validator(json.loads(text))
 
 

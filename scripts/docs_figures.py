@@ -46,11 +46,12 @@ SECTIONS: dict[str, Callable[[Path, argparse.Namespace], Figures]] = {
     "ablation": lambda out, args: training.ablation_section(out / "ablation"),
     "timings": lambda out, args: timing.timings_section(out / "timings", args.repeats),
     "internals": lambda out, args: timing.internals_section(args.repeats),
+    "startup": lambda out, args: timing.startup_section(args.repeats),
     "kernels": lambda out, args: training.kernels_section(out / "kernels"),
 }
-DEFAULT_SECTIONS = ("dataset", "bc", "curves", "ablation", "timings", "internals")
+DEFAULT_SECTIONS = ("dataset", "bc", "curves", "ablation", "timings", "internals", "startup")
 # Wall-clock sections: their figures differ between runs, the others must not.
-TIMED = {"timings", "internals"}
+TIMED = {"timings", "internals", "startup"}
 
 
 def markdown(machine: Figures, sections: dict[str, Figures]) -> str:

@@ -3,8 +3,9 @@ the trainer's inner steps take on this machine.
 
 ``timings`` times the commands of docs/training.md ("The command"), each a fresh process;
 ``internals`` times the steps behind the design choices the docs explain (no ``torch.optim``,
-a NumPy actor for the rollout, ``_foreach`` Adam and clipping). Every figure is the median of
-``repeats`` runs, and varies from run to run with the machine's load.
+a NumPy actor for the rollout, ``_foreach`` Adam and clipping, one torch thread); ``startup``
+times what docs/acceptance.md ("Speed") took off every rehearsal process. Every figure is the
+median of ``repeats`` runs, and varies from run to run with the machine's load.
 """
 
 from __future__ import annotations
@@ -25,6 +26,17 @@ OPTIM_PROBE = (
     "import time, torch\n"
     "params = [torch.zeros(1, requires_grad=True)]\n"
     "t = time.perf_counter(); torch.optim.Adam(params); print(time.perf_counter() - t)\n"
+)
+
+
+# Checking every JSON Schema of the project against the metaschema, as a fresh process would.
+METASCHEMA_PROBE = (
+    "import json, pathlib, time\n"
+    "from jsonschema import Draft202012Validator\n"
+    "t = time.perf_counter()\n"
+    "for p in sorted(pathlib.Path('harness/schemas').glob('*.json')):\n"
+    "    Draft202012Validator.check_schema(json.loads(p.read_text()))\n"
+    "print(time.perf_counter() - t)\n"
 )
 
 
@@ -91,7 +103,47 @@ def internals_section(repeats: int) -> Figures:
         }
         figures |= actor_costs(repeats)
         figures |= update_costs(repeats)
-    return figures
+    return figures | thread_costs(repeats)
+
+
+def thread_costs(repeats: int) -> Figures:
+    """30 BC epochs on idle_v1's training frames on one torch thread and on two: why training
+    runs on one (``harness.training.seeding``)."""
+    from harness.config import load_config
+    from harness.datasets.manifest import load_manifest
+    from harness.training.bc import load_demonstrations, split_by_episode, train
+    from harness.training.policy import MLPPolicy, PolicySpec
+    from harness.training.seeding import deterministic
+
+    cfg = load_config(training.CONFIG)
+    demos = load_demonstrations(load_manifest(cfg.dataset.manifest), 4, 2)
+    x, y = demos.frames(split_by_episode(len(demos.refs), cfg.bc.holdout, cfg.seed)[0])
+
+    def epochs(threads: int) -> Callable[[], object]:
+        def run() -> object:
+            with deterministic(cfg.seed, threads) as generator:
+                return train(
+                    MLPPolicy(PolicySpec(4, 2, cfg.bc.hidden_sizes)), x, y, cfg.bc, generator
+                )
+
+        return run
+
+    one, two = (per_call(epochs(n), 1, repeats) for n in (1, 2))
+    return {"30 BC epochs on idle_v1: one torch thread / two": f"{one:.2f} s / {two:.2f} s"}
+
+
+def startup_section(repeats: int) -> Figures:
+    """What a rehearsal process no longer pays (docs/acceptance.md, Speed), each measured as the
+    difference between two fresh processes."""
+    bare = wall(["-c", "pass"], repeats)
+    torch_exit = wall(["-c", "import torch"], repeats)
+    torch_frozen = wall(["-c", "import torch, gc; gc.freeze()"], repeats)
+    probe = [subprocess.run([sys.executable, "-c", METASCHEMA_PROBE], capture_output=True, text=True, check=True, cwd=training.REPO) for _ in range(repeats)]  # fmt: skip
+    return {
+        "import hypothesis (what its pytest plugin's terminal summary loads)": f"{wall(['-c', 'import hypothesis'], repeats) - bare:.2f} s",
+        "checking every harness/schemas file against the metaschema": f"{statistics.median(float(p.stdout) for p in probe):.2f} s",
+        "exit of a process that imported torch: its garbage collections (without gc.freeze)": f"{torch_exit - torch_frozen:.2f} s",
+    }
 
 
 def actor_costs(repeats: int) -> Figures:

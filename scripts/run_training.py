@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
 if __name__ == "__main__":
     code = train_main(sys.argv[1:], prog="run_training.py")
     # The process ends here, its files written and closed. Freezing the objects spares the
-    # interpreter's exit its garbage collections over torch's ~165,000 objects: 0.35 s on
-    # these machines, a tenth of a rehearsal CLI run (docs/acceptance.md, Speed).
+    # interpreter's exit its garbage collections over torch's ~165,000 objects, about a tenth
+    # of a rehearsal CLI run (docs/acceptance.md, Speed; scripts/docs_figures.py --section startup).
     gc.freeze()
     sys.exit(code)

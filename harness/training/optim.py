@@ -1,15 +1,16 @@
 """Adam and gradient-norm clipping, written out with torch's multi-tensor (``_foreach``) ops.
 
 Why not ``torch.optim.Adam``: constructing any ``torch.optim`` optimiser imports
-``torch._dynamo`` on first use, which costs about 1.5 s on these machines (measured with
-cProfile on ``run_training.py --mode bc``), three times the whole BC training on idle_v1. Every
-CLI run and rehearsal subprocess would pay it. The rule itself is a few lines, and
+``torch._dynamo`` on first use, which costs more than the whole BC training on idle_v1 (1.4 to
+2.1 s here; ``python scripts/docs_figures.py --section internals`` measures it). Every CLI run
+and rehearsal subprocess would pay it. The rule itself is a few lines, and
 ``tests/test_optim.py`` checks it against ``torch.optim.Adam`` step by step.
 
 Both work on all parameters at once through ``torch._foreach_*`` (what ``torch.optim`` itself
 uses): PPO takes 32 small optimiser steps per update, and a Python loop over the twelve
-parameter tensors cost 0.5 ms per step, a fifth of the update. ``clip_grad_norm`` does what
-``torch.nn.utils.clip_grad_norm_`` does without its per-call device grouping (0.3 ms).
+parameter tensors costs half as much again as the ``_foreach`` step. ``clip_grad_norm`` does what
+``torch.nn.utils.clip_grad_norm_`` does without its per-call device grouping, in about half its
+time (the same ``--section internals`` measures both).
 """
 
 from __future__ import annotations

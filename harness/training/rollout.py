@@ -7,8 +7,8 @@ keep it cheap (measured against Stable-Baselines3 in ``benchmarks/bench_ppo.py``
 - environments come from ``gymnasium.make_vec``, which uses an environment's native vectorised
   implementation where it has one (CartPole steps all its copies in one NumPy call);
 - the rollout acts with a NumPy copy of the actor's weights (its weights do not change during a
-  rollout): a forward pass of a 64x64 MLP on 8 observations costs 10 us in NumPy against 45 us
-  through ``nn.Module`` calls;
+  rollout): a forward pass of a 64x64 MLP on 8 observations costs a quarter or less in NumPy of
+  what it costs through ``nn.Module`` calls (``scripts/docs_figures.py --section internals``);
 - actions are drawn by the Gumbel-max trick with the noise for the whole rollout drawn in one
   call, so a step builds no distribution object.
 

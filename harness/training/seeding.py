@@ -16,8 +16,9 @@ def deterministic(seed: int, threads: int = 1) -> Iterator[torch.Generator]:
 
     One thread by default: with two, the BC weights on idle_v1 already differ in their last
     bits from a one-thread run, so a machine with another core count would not reproduce a run.
-    For networks this small the second thread buys little (30 BC epochs on idle_v1: 0.45 s on
-    one, 0.41 s on two). Yields a torch generator for shuffling, seeded from ``seed``.
+    For networks this small a second thread buys nothing measurable (30 BC epochs on idle_v1,
+    one thread against two: ``scripts/docs_figures.py --section internals``). Yields a torch
+    generator for shuffling, seeded from ``seed``.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
