@@ -1,7 +1,8 @@
 """sha256 of files: streamed in 1 MiB blocks, several files in parallel.
 
-One module for every digest the project takes: checksum sheets and integrity checks of captures,
-checkpoint store snapshots, and the artefacts of an acceptance bundle. hashlib releases the GIL
+One module for every file digest the project takes: checksum sheets and integrity checks of
+captures, checkpoint store snapshots, and the artefacts of an acceptance bundle (digests of bytes
+already in memory, such as checkpoint ids, use hashlib directly). hashlib releases the GIL
 while it digests a block, so several files hash in parallel on plain threads; with OpenSSL's SHA
 extensions one core already outruns coreutils' ``sha256sum``.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the figures that docs/training.md and docs/datasets.md quote.
+"""Regenerate the figures that docs/training.md, docs/datasets.md and docs/acceptance.md quote.
 
 ``python scripts/docs_figures.py [--out DIR] [--section NAME ...] [--svg FILE]`` runs the
 documented commands with the documented seeds, redraws ``docs/figures/learning_curves_cartpole.svg``
@@ -12,11 +12,11 @@ docs' words, after the machine it ran on and the git commit. ``--help`` lists th
 - ``curves``: mixed against PPO from scratch, 30 epochs, seed 0: the docs' shell commands run
   as they are written, then the plot;
 - ``ablation``: what the annealed BC term adds (four more mixed runs);
-- ``timings``, ``internals``: wall-clock figures (they vary from run to run);
+- ``timings``, ``internals``, ``startup``: wall-clock figures (they vary from run to run);
 - ``kernels`` (only when asked for): the curves' runs again with torch and MKL forced onto other
   CPU code paths, to show how much the figures owe to the machine.
 
-Every section but the two timing ones is deterministic on one machine: a second run prints the
+Every section but the three timing ones is deterministic on one machine: a second run prints the
 same figures and writes the same SVG bytes (its sha256 is one of the figures), which
 ``--compare OLD/figures.json`` checks. Another CPU may give other ones (see ``kernels``). Work
 files (configs, logs, checkpoint stores) go to ``--out`` (default: a temporary folder);

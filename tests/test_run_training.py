@@ -1,5 +1,5 @@
 """``scripts/run_training.py`` and ``harness train`` as a user runs them: real subprocesses for
-the issue's acceptance path, in-process calls for the many ways input can be wrong."""
+the documented bc and mixed paths, in-process calls for the many ways input can be wrong."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def overlay(out: Path, *sets: str, base: Path = BASE) -> Path:
 
 
 def test_bc_passes_then_a_forced_gate_failure_rolls_back(tmp_path: Path) -> None:
-    """The issue's acceptance path, with real subprocesses."""
+    """The documented bc path: a pass, then a forced gate failure, with real subprocesses."""
     ok = overlay(
         tmp_path / "ok.yaml",
         f"output.log_dir={tmp_path / 'logs'}",
@@ -78,7 +78,7 @@ def test_bc_passes_then_a_forced_gate_failure_rolls_back(tmp_path: Path) -> None
 
 
 def test_mixed_passes_and_a_forced_regression_rolls_back(tmp_path: Path) -> None:
-    """Part 2's acceptance path: the base config's mixed --epochs 1 passes; with a negative
+    """The documented mixed path: the base config's mixed --epochs 1 passes; with a negative
     regression tolerance the PPO stage rolls back and leaves the store as BC left it. The two
     runs use separate folders and run at the same time."""
     ok = overlay(

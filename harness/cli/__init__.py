@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="harness",
         description=(
             "Dataset tooling and training harness for the Phase 5.4 ops rehearsal. "
-            "Exit codes: 0 ok, 1 problems found, 2 bad arguments or input."
+            "Exit codes: 0 ok, 1 problems found, 2 bad arguments or input, 3 (train) a gate "
+            "failed and the run rolled back."
         ),
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")

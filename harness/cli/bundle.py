@@ -88,7 +88,7 @@ def register(groups: Groups) -> None:
     """Add ``bundle verify`` and ``bundle compare``."""
     bundle = groups.add_parser(
         "bundle",
-        help="check an acceptance bundle against its summaries",
+        help="verify an acceptance bundle against its summaries; compare two",
         description=(
             "The acceptance bundle a rehearsal leaves (artifacts/m5/acceptance/ by default): each "
             "dataset's files, keyed by dataset, the shared run log logs/anneal_results.json, and "

@@ -325,8 +325,9 @@ def _register_checksums(commands: Groups) -> None:
             help="check accepted captures against the checksum sheet",
             description=(
                 "Recompute the sha256 of every accepted capture and compare it with the checksum "
-                "sheet. Reports every problem, one line each: digest mismatch, size mismatch, missing "
-                "file, unreadable file, accepted entry absent from the sheet, sheet entry not accepted, "
+                "sheet. Reports every problem, one line each: a sheet of another dataset, digest "
+                "mismatch, size mismatch, missing file, unreadable file, accepted entry absent from "
+                "the sheet, sheet and manifest naming different paths, sheet entry not accepted, "
                 "files in the captures folder that no entry names. Exit 0 only when all match."
             ),
         ),

@@ -3,7 +3,7 @@
 - ``capture``: the HDF5 capture format (write, read, open read-only)
 - ``demonstrators``, ``recording``: scripted demonstrators and recording them in Gymnasium
 - ``manifest``: manifests and their entries; ``paths``: safe capture-path resolution
-- ``checksums``: sha256 hashing, checksum sheets, SHA256SUMS export
+- ``checksums``: checksum sheets and their SHA256SUMS export (the hashing is ``harness.hashing``)
 - ``integrity``: ``verify`` a dataset against its sheet, collecting typed problems
 - ``quality``: ``inspect`` captures for malformed content and demonstrator behaviour
 - ``curation``: add and review captures, keeping the sheet in step

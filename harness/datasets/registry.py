@@ -2,7 +2,7 @@
 
 The same resolution serves ``harness dataset ...``, the trainer and the rehearsal's
 ``--dataset``. Registered datasets live under ``data/bc_datasets/`` of the project root; the
-synthetic preflight bundle lives under ``artifacts/m5/preflight/``. Both use the same layout::
+synthetic preflight dataset lives under ``artifacts/m5/preflight/``. Both use the same layout::
 
     <root>/manifests/<name>.json
     <root>/checksums/<name>.json

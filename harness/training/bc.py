@@ -2,7 +2,8 @@
 
 The formulas are plain functions (``split_by_episode``, ``bc_loss``, ``majority_baseline``,
 ``per_action_recall``, ``accuracy_gate``) so that tests and the PPO stage can use them alone;
-``training.TrainingHarness`` wires them to the dataset, the checkpoint store and the run log.
+``stages.bc_stage`` wires them to the dataset, and ``finishing.finish`` to the checkpoint store
+and the run log.
 """
 
 from __future__ import annotations
