@@ -188,6 +188,8 @@ def _declares(kind: Any, schema: dict[str, Any]) -> bool:
         return schema.get("type") == "array" and schema.get("items", {}).get("type") == "integer"
     if kind == float | None:
         return schema.get("type") == ["number", "null"]
+    if get_origin(kind) is dict:
+        return schema.get("type") == "object"
     types = {int: "integer", float: "number", str: "string", Path: "string"}
     return kind in types and schema.get("type") == types[kind]
 
@@ -356,7 +358,7 @@ def _rename_threshold(d: dict[str, Any]) -> None:
         (
             _rename_threshold,
             "bc.acuracy_threshold: unknown key (allowed: epochs, batch_size, lr, holdout, "
-            "hidden_sizes, accuracy_threshold) (and 1 more)",
+            "hidden_sizes, accuracy_threshold, action_tolerance) (and 1 more)",
         ),
         (lambda d: d["ppo"].update(lr_decay=1), "ppo.lr_decay: unknown key"),
         (lambda d: d["bc"].update(epochs="ten"), "bc.epochs: 'ten' is not of type 'integer'"),
@@ -618,7 +620,7 @@ def test_overlay_dataset_by_name_and_path(tmp_path: Path) -> None:
         (
             ["bc.acuracy_threshold=0.9"],
             "unknown key 'bc.acuracy_threshold' in --set (known keys of bc: epochs, batch_size, "
-            "lr, holdout, hidden_sizes, accuracy_threshold)",
+            "lr, holdout, hidden_sizes, accuracy_threshold, action_tolerance)",
         ),
         (["sed=1"], "unknown key 'sed' in --set (known keys: seed, dataset, env, bc, ppo,"),
         (["seed.x=1"], "unknown key 'seed.x' in --set ('seed' is a value, not a section)"),

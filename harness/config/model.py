@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.config.yaml_text import dump_yaml
+from harness.envs import EnvSpec
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,14 @@ class EnvConfig:
     """The environment of the captures and of PPO's rollouts."""
 
     id: str
-    """Gymnasium environment id, e.g. CartPole-v1"""
+    """Gymnasium environment id, e.g. CartPole-v1, or module:EnvId for an environment a module
+    registers"""
+    kwargs: dict[str, Any]
+    """keyword arguments of gymnasium.make, e.g. {continuous: true}; must match the dataset's"""
+
+    def spec(self) -> EnvSpec:
+        """The environment as ``harness.envs`` makes it."""
+        return EnvSpec.of(self.id, self.kwargs)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class BCConfig:
     """widths of the policy network's hidden layers"""
     accuracy_threshold: float
     """the gate: holdout accuracy below this rolls the run back"""
+    action_tolerance: float
+    """continuous actions only: a predicted action counts as right when every dimension is
+    within this fraction of the dimension's range of the demonstrated one"""
 
 
 @dataclass(frozen=True)

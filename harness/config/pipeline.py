@@ -129,6 +129,8 @@ def _value(kind: Any, value: Any, base: str) -> Any:
         return tuple(int(x) for x in value)
     if float in get_args(kind):  # float | None
         return None if value is None else float(value)
+    if get_origin(kind) is dict:
+        return dict(value)
     if kind in (int, float, str):
         return kind(value)
     return str(value)  # a Literal: one of a few words
