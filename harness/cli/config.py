@@ -21,7 +21,9 @@ KEY is a dotted key the schema knows (bc.epochs, ppo.target_kl, output.checkpoin
 VALUE is parsed as YAML: 0.95 and 1e-3 are numbers, null is null, [32, 32] is a list, true
 is a boolean. A key that takes text (paths, env.id) keeps VALUE as typed, so
 output.log_dir=2024 is the folder '2024'. --dataset sets dataset.manifest and
-dataset.checksums from a dataset name or manifest path; --set dataset.manifest alone also
+dataset.checksums from a dataset name or manifest path, and env.id and env.kwargs from
+that dataset's manifest (the environment its captures were recorded in); --set
+dataset.manifest alone also
 points dataset.checksums at the sheet of the same file name in ../checksums/ beside the
 manifest's folder.
 
@@ -43,6 +45,8 @@ def cmd_config_overlay(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from harness.config import load_config
+    from harness.config.dataset_match import check_env_matches
+    from harness.datasets.manifest import load_manifest
 
     config = load_config(args.config)
     # A config is only usable with its dataset; outputs are created by the run.
@@ -52,6 +56,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     ):
         if not path.is_file():
             raise HarnessError(f"{args.config}: {key}: {path} is not a file")
+    check_env_matches(config, load_manifest(config.dataset.manifest))
     sys.stdout.write(config.to_yaml())
     emit(f"# config hash: {config.hash()}")
     return EXIT_OK
@@ -90,7 +95,8 @@ def register(groups: Groups) -> None:
         "check",
         help="validate a config and print it resolved",
         description=(
-            "Validate CONFIG, check that its dataset's manifest and checksum sheet exist, and print "
+            "Validate CONFIG, check that its dataset's manifest and checksum sheet exist and that "
+            "its env (env.id, env.kwargs) is the one the dataset was recorded in, and print "
             "the complete config (defaults filled in, absolute paths) as YAML, followed by "
             "'# config hash: <sha256>': the hash of the training recipe, which the output folders "
             "do not change. Exit 0 if valid, else 2 with one line on stderr."

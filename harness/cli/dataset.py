@@ -182,7 +182,7 @@ def cmd_dataset_inspect(args: argparse.Namespace) -> int:
     for e in manifest.entries:
         if args.status not in (None, e.status):
             continue
-        q = inspect_capture(manifest.capture_path(e), expected_env=manifest.env_id)
+        q = inspect_capture(manifest.capture_path(e), expected_env=manifest.env_spec())
         q.entry, q.status = e.id, e.status
         reports.append(q)
     compare_entries(reports)

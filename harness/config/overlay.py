@@ -19,6 +19,7 @@ from harness.config.keys import KEY_TYPES, SECTIONS, path_keys, takes_text
 from harness.config.model import Config, relative_path
 from harness.config.pipeline import build, config_from_document, problems
 from harness.config.yaml_text import dump_yaml, parse_yaml, read_yaml
+from harness.datasets.manifest import load_manifest
 from harness.datasets.registry import resolve, sheet_beside
 from harness.errors import HarnessError, SchemaError
 from harness.formatting import and_more
@@ -179,7 +180,8 @@ def write_overlay(
     except that a key taking text (a path, ``env.id``) keeps the text as typed when YAML would
     make it something else. ``dataset`` is a dataset name or manifest path
     (``harness.datasets.registry.resolve``) and sets ``dataset.manifest`` and
-    ``dataset.checksums``; it is applied before ``sets``.
+    ``dataset.checksums``, and ``env.id`` and ``env.kwargs`` from its manifest; it is applied
+    before ``sets``.
 
     Paths: a relative path from ``base`` is relative to base's folder; a relative path given in
     ``sets`` is relative to ``cwd`` (default: the working folder), as the user typing it means;
@@ -208,10 +210,13 @@ def write_overlay(
     document = before.to_document()
     if dataset is not None:
         ref = resolve(dataset)
+        recorded = load_manifest(ref.manifest)
         document["dataset"] = {
             "manifest": os.path.abspath(ref.manifest),
             "checksums": os.path.abspath(ref.checksums),
         }
+        # The dataset brings its environment: training elsewhere would be refused anyway.
+        document["env"] = {"id": recorded.env_id, "kwargs": recorded.env_kwargs}
         relative.update({"dataset.manifest": True, "dataset.checksums": True})
     relative.update(_apply(document, changes, "--set", here))
 

@@ -2,10 +2,11 @@
 
 Layout (the capture contract of docs/architecture.md)::
 
-    /                      attrs: env_id, demonstrator, demonstrator_params (JSON), seed,
+    /                      attrs: env_id, env_kwargs (JSON; only when there are any),
+                                  demonstrator, demonstrator_params (JSON), seed,
                                   format_version, episodes, steps
     /data/demo_<k>/obs         (T, *obs_shape)  observation before each action
-    /data/demo_<k>/actions     (T, *act_shape)
+    /data/demo_<k>/actions     (T,) int64 for Discrete, (T, *act_shape) float32 for Box
     /data/demo_<k>/rewards     (T,) float32
     /data/demo_<k>/terminated  (T,) bool
     /data/demo_<k>/truncated   (T,) bool
@@ -19,14 +20,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.atomic import atomic_path
-from harness.errors import CaptureError
+from harness.envs import EnvSpec
+from harness.errors import CaptureError, HarnessError
 
 FORMAT_VERSION = 1
 REQUIRED_ATTRS = ("env_id", "demonstrator", "seed", "format_version")
@@ -63,6 +65,10 @@ class CaptureMeta:
     format_version: int
     episodes: int
     steps: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def env_spec(self) -> EnvSpec:
+        return EnvSpec.of(self.env_id, self.env_kwargs)
 
     def demonstrator_record(self) -> dict[str, Any]:
         """The manifest's ``demonstrator`` object for this capture."""
@@ -77,12 +83,14 @@ def write_capture(
     demonstrator: str,
     demonstrator_params: dict[str, Any],
     seed: int,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> CaptureMeta:
     """Write ``episodes`` to ``path`` atomically and deterministically."""
     import h5py
 
     meta = CaptureMeta(
         env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
         demonstrator=demonstrator,
         demonstrator_params=dict(demonstrator_params),
         seed=int(seed),
@@ -92,6 +100,10 @@ def write_capture(
     )
     with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w", libver="earliest") as f:
         f.attrs["env_id"] = meta.env_id
+        if (
+            meta.env_kwargs
+        ):  # absent when empty: captures recorded without arguments keep their bytes
+            f.attrs["env_kwargs"] = meta.env_spec().kwargs_text
         f.attrs["demonstrator"] = meta.demonstrator
         f.attrs["demonstrator_params"] = json.dumps(meta.demonstrator_params, sort_keys=True)
         f.attrs["seed"] = np.int64(meta.seed)
@@ -119,18 +131,29 @@ def _attr(f: Any, key: str, path: Path) -> Any:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _json_attr(f: Any, key: str, path: Path) -> dict[str, Any]:
+    text = f.attrs.get(key, "{}")
+    try:
+        value = json.loads(text.decode() if isinstance(text, bytes) else text)
+    except (json.JSONDecodeError, AttributeError, TypeError, RecursionError):
+        raise CaptureError(f"{path}: attribute '{key}' is not JSON") from None
+    return value if isinstance(value, dict) else {}
+
+
 def read_meta(f: Any, path: Path) -> CaptureMeta:
     """Parse the attributes of an open capture file."""
-    params_text = f.attrs.get("demonstrator_params", "{}")
+    params = _json_attr(f, "demonstrator_params", path)
+    env_kwargs = _json_attr(f, "env_kwargs", path)
     try:
-        params = json.loads(params_text.decode() if isinstance(params_text, bytes) else params_text)
-    except (json.JSONDecodeError, AttributeError):
-        raise CaptureError(f"{path}: attribute 'demonstrator_params' is not JSON") from None
+        EnvSpec.of("env", env_kwargs)
+    except HarnessError as exc:
+        raise CaptureError(f"{path}: attribute 'env_kwargs': {exc}") from None
     try:
         return CaptureMeta(
             env_id=str(_attr(f, "env_id", path)),
+            env_kwargs=env_kwargs,
             demonstrator=str(_attr(f, "demonstrator", path)),
-            demonstrator_params=params if isinstance(params, dict) else {},
+            demonstrator_params=params,
             seed=int(_attr(f, "seed", path)),
             format_version=int(_attr(f, "format_version", path)),
             episodes=int(f.attrs.get("episodes", len(episode_names(f)))),

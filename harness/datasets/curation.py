@@ -37,10 +37,10 @@ def add_capture(
         raise HarnessError(f"{manifest.path}: entry '{entry_id}' already exists")
     with open_capture(capture) as f:
         meta = read_meta(f, capture)
-    if meta.env_id != manifest.env_id:
+    if meta.env_spec() != manifest.env_spec():
         raise CaptureError(
-            f"{capture}: recorded in {meta.env_id}, dataset '{manifest.dataset}' "
-            f"is for {manifest.env_id}"
+            f"{capture}: recorded in {meta.env_spec()}, dataset '{manifest.dataset}' "
+            f"is for {manifest.env_spec()}"
         )
     root = Path(os.path.realpath(manifest.captures_dir))
     real = Path(os.path.realpath(capture))
@@ -81,7 +81,7 @@ def review(
         raise HarnessError("--reject needs --reason: say why the capture is rejected")
     entry = manifest.entry(entry_id)
     if status == "accepted":
-        quality = inspect_capture(manifest.capture_path(entry), expected_env=manifest.env_id)
+        quality = inspect_capture(manifest.capture_path(entry), expected_env=manifest.env_spec())
         if quality.errors:
             raise HarnessError(
                 f"{manifest.capture_path(entry)}: entry '{entry_id}' cannot be "

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness.atomic import write_json_atomic
 from harness.datasets.paths import resolve_inside
+from harness.envs import EnvSpec
 from harness.errors import HarnessError
 from harness.validation import check, load_json
 
@@ -55,6 +56,22 @@ class Manifest:
     captures_dir_text: str
     entries: list[Entry] = field(default_factory=list)
     description: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of ``gymnasium.make`` the captures were recorded with."""
+    base_config: str | None = None
+    """The training config the rehearsal overlays for this dataset, relative to the manifest's
+    folder (``None``: the rehearsal's default)."""
+
+    def env_spec(self) -> EnvSpec:
+        """The environment of the dataset's captures."""
+        return EnvSpec.of(self.env_id, self.env_kwargs)
+
+    @property
+    def base_config_path(self) -> Path | None:
+        """``base_config`` resolved against the manifest's folder."""
+        if self.base_config is None:
+            return None
+        return Path(os.path.normpath(self.path.parent / self.base_config))
 
     @property
     def captures_dir(self) -> Path:
@@ -90,8 +107,14 @@ class Manifest:
             "schema_version": SCHEMA_VERSION,
             "dataset": self.dataset,
             "env_id": self.env_id,
-            "captures_dir": self.captures_dir_text,
         }
+        # Written only when set, so that manifests of environments made without arguments keep
+        # their bytes.
+        if self.env_kwargs:
+            doc["env_kwargs"] = self.env_kwargs
+        doc["captures_dir"] = self.captures_dir_text
+        if self.base_config is not None:
+            doc["base_config"] = self.base_config
         if self.description is not None:
             doc["description"] = self.description
         doc["entries"] = [e.to_json() for e in self.entries]
@@ -125,6 +148,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         env_id=doc["env_id"],
         captures_dir_text=doc["captures_dir"],
         description=doc.get("description"),
+        env_kwargs=doc.get("env_kwargs", {}),
+        base_config=doc.get("base_config"),
         entries=[
             Entry(
                 id=e["id"],
@@ -148,6 +173,7 @@ def new_manifest(
     env_id: str,
     captures_dir: str | os.PathLike[str],
     description: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> Manifest:
     """A manifest with no entries whose ``captures_dir`` is stored relative to ``path``'s folder."""
     path = Path(path)
@@ -158,4 +184,5 @@ def new_manifest(
         env_id=env_id,
         captures_dir_text=Path(rel).as_posix(),
         description=description,
+        env_kwargs=dict(env_kwargs or {}),
     )

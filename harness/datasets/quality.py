@@ -23,7 +23,7 @@ from harness.datasets.capture import (
     open_capture,
     read_meta,
 )
-from harness.envs import env_spaces
+from harness.envs import EnvSpec, env_spaces
 from harness.errors import CaptureError, HarnessError
 
 DOMINANT_SHARE = 0.9  # a capture where one action exceeds this share is flagged
@@ -75,7 +75,7 @@ class CaptureQuality:
         }
 
 
-def inspect_capture(path: str | Path, expected_env: str | None = None) -> CaptureQuality:
+def inspect_capture(path: str | Path, expected_env: EnvSpec | str | None = None) -> CaptureQuality:
     """Inspect one capture read-only; problems are collected, never raised."""
     path = Path(path)
     q = CaptureQuality(path=path)
@@ -100,10 +100,12 @@ def inspect_capture(path: str | Path, expected_env: str | None = None) -> Captur
         if meta.format_version != FORMAT_VERSION:
             q.errors.append(f"format_version {meta.format_version} is not supported")
             return q
-        if expected_env is not None and meta.env_id != expected_env:
-            q.errors.append(f"recorded in {meta.env_id}, the dataset is for {expected_env}")
+        if isinstance(expected_env, str):
+            expected_env = EnvSpec.of(expected_env)
+        if expected_env is not None and meta.env_spec() != expected_env:
+            q.errors.append(f"recorded in {meta.env_spec()}, the dataset is for {expected_env}")
         try:
-            obs_space, act_space = env_spaces(meta.env_id)
+            obs_space, act_space = env_spaces(meta.env_spec())
         except HarnessError as exc:
             q.errors.append(str(exc))
             return q

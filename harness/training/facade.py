@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Config, load_config
+from harness.config.dataset_match import check_env_matches
 from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import verify
 from harness.datasets.manifest import Manifest, load_manifest
@@ -68,11 +69,7 @@ class TrainingHarness:
         """The manifest, checked against the config's env and, unless opted out, its checksums."""
         cfg = self.config
         manifest = load_manifest(cfg.dataset.manifest)
-        if manifest.env_id != cfg.env.id:
-            raise HarnessError(
-                f"{cfg.source or 'config'}: env.id is '{cfg.env.id}' but dataset "
-                f"'{manifest.dataset}' ({cfg.dataset.manifest}) was recorded in '{manifest.env_id}'"
-            )
+        check_env_matches(cfg, manifest)
         if self.verify:
             report = verify(manifest, load_sheet(cfg.dataset.checksums))
             if not report.ok:
