@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import Groups, emit, emit_quality, positive, probability
+from harness.cli.common import (
+    ENV_KWARGS_HELP,
+    Groups,
+    emit,
+    emit_quality,
+    positive,
+    probability,
+)
 from harness.errors import EXIT_OK, EXIT_PROBLEMS, HarnessError
 
 # The library is imported inside each command: every run of ``harness``, ``--help`` included,
@@ -15,16 +22,18 @@ from harness.errors import EXIT_OK, EXIT_PROBLEMS, HarnessError
 
 def cmd_capture_record(args: argparse.Namespace) -> int:
     from harness.datasets.recording import record_capture
+    from harness.envs import EnvSpec
 
     out = Path(args.output)
     if out.exists() and not args.force:
         raise HarnessError(f"{out}: already exists; pass --force to overwrite it")
+    env = EnvSpec.parse(args.env, args.env_kwargs)
     meta = record_capture(
-        out, args.env, args.demonstrator, noise=args.noise, episodes=args.episodes, seed=args.seed
+        out, env, args.demonstrator, noise=args.noise, episodes=args.episodes, seed=args.seed
     )
     emit(
         f"{out}: {meta.episodes} episodes, {meta.steps} steps of {args.demonstrator} "
-        f"(noise {args.noise}) in {meta.env_id}, seed {meta.seed}"
+        f"(noise {args.noise}) in {meta.env_spec()}, seed {meta.seed}"
     )
     return EXIT_OK
 
@@ -62,18 +71,25 @@ def _register_record(commands: Groups) -> None:
         "record",
         help="record one capture with a scripted demonstrator",
         description=(
-            "Run a scripted demonstrator in a Gymnasium environment and write one HDF5 capture. "
-            "--noise is the probability that a step's action is drawn uniformly at random instead of "
-            "the demonstrator's, modelling a human demonstrator's slips. The same arguments give a "
-            "byte-identical file."
+            "Run a demonstrator in a Gymnasium environment (discrete or continuous actions) and "
+            "write one HDF5 capture. --noise is the probability that a step's action is drawn "
+            "uniformly from the action space instead of the demonstrator's, modelling a human "
+            "demonstrator's slips. The same arguments give a byte-identical file."
         ),
     )
-    p.add_argument("--env", required=True, help="Gymnasium environment id, e.g. CartPole-v1")
+    p.add_argument(
+        "--env",
+        required=True,
+        help="Gymnasium environment id, e.g. CartPole-v1, or module:EnvId (Gymnasium imports "
+        "module, which registers EnvId)",
+    )
+    p.add_argument("--env-kwargs", metavar="JSON", help=ENV_KWARGS_HELP)
     p.add_argument(
         "--demonstrator",
         default="heuristic",
-        help="scripted controller: heuristic (CartPole-v1), idle or random (any discrete "
-        "env); default %(default)s",
+        help="heuristic (CartPole-v1, LunarLander-v3), idle (no input) or random (any env), or "
+        "module:callable, called as callable(unwrapped_env, observation) -> action; "
+        "default %(default)s",
     )
     p.add_argument(
         "--noise",

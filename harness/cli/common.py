@@ -22,6 +22,10 @@ Groups: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 # A command: runs on the parsed arguments, returns the exit code.
 Command: TypeAlias = Callable[[argparse.Namespace], int]
 
+ENV_KWARGS_HELP = (
+    "keyword arguments of gymnasium.make as a JSON object, e.g. '{\"continuous\": true}'; "
+    "recorded in the manifest and every capture"
+)
 DATASET_HELP = (
     "dataset name (idle_v1, preflight, or a name registered under data/bc_datasets/) "
     "or a path to a manifest file"

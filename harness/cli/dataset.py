@@ -4,11 +4,13 @@ its checksum sheet (write, verify, export as SHA256SUMS) and check its captures'
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.cli.common import (
     DATASET_HELP,
+    ENV_KWARGS_HELP,
     Command,
     Groups,
     emit,
@@ -17,7 +19,7 @@ from harness.cli.common import (
     emit_table,
     positive,
 )
-from harness.envs import make_env
+from harness.envs import EnvSpec, check_spaces
 from harness.errors import EXIT_OK, EXIT_PROBLEMS, HarnessError
 from harness.formatting import display
 from harness.progress import bytes_bar
@@ -47,7 +49,8 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
     from harness.datasets.manifest import new_manifest
     from harness.datasets.registry import DATASETS_DIR, project_root
 
-    make_env(args.env).close()  # the environment must exist
+    env = EnvSpec.parse(args.env, args.env_kwargs)
+    check_spaces(env)  # an environment that cannot be made, or trained on, is refused now
     root = Path(args.root) if args.root else project_root() / DATASETS_DIR
     manifest_path = root / "manifests" / f"{args.name}.json"
     sheet_path = root / "checksums" / f"{args.name}.json"
@@ -55,12 +58,18 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
         if path.exists():
             raise HarnessError(f"{path}: already exists; dataset '{args.name}' is taken")
     captures = root / "captures" / args.name
-    manifest = new_manifest(manifest_path, args.name, args.env, captures, args.description)
+    manifest = new_manifest(
+        manifest_path, args.name, env.id, captures, args.description, env_kwargs=env.kwargs
+    )
+    if args.base_config:
+        # Stored relative to the manifest's folder, as captures_dir is.
+        base = os.path.relpath(Path(args.base_config).absolute(), manifest_path.absolute().parent)
+        manifest.base_config = Path(base).as_posix()
     captures.mkdir(parents=True, exist_ok=True)
     manifest.save()
     ChecksumSheet(sheet_path, args.name, {}).save()
     emit(
-        f"created dataset '{args.name}' for {args.env}: manifest {display(manifest_path)}, "
+        f"created dataset '{args.name}' for {env}: manifest {display(manifest_path)}, "
         f"checksum sheet {display(sheet_path)}, captures in {display(captures)}/"
     )
     return EXIT_OK
@@ -258,9 +267,21 @@ def _register_curation(commands: Groups) -> None:
         description="Create an empty manifest, checksum sheet and captures folder.",
     )
     p.add_argument("name", help="dataset name (letters, digits, _ . -)")
-    p.add_argument("--env", required=True, help="Gymnasium environment id of its captures")
+    p.add_argument(
+        "--env",
+        required=True,
+        help="Gymnasium environment id of its captures, or module:EnvId for an environment "
+        "that a module registers",
+    )
+    p.add_argument("--env-kwargs", metavar="JSON", help=ENV_KWARGS_HELP)
     p.add_argument("--root", help="datasets folder (default: data/bc_datasets of the project)")
     p.add_argument("--description", help="free text stored in the manifest")
+    p.add_argument(
+        "--base-config",
+        metavar="CONFIG",
+        help="the training config the rehearsal overlays for this dataset (default: "
+        "configs/examples/poc_hybrid.yaml)",
+    )
     p.set_defaults(func=cmd_dataset_create)
 
     p = _with_dataset(

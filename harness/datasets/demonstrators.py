@@ -1,21 +1,32 @@
-"""Scripted demonstrators: the controllers whose behaviour the captures record.
+"""Demonstrators: the controllers whose behaviour the captures record.
 
-A demonstrator maps an observation to an action. ``noise`` is the probability that, at a step,
-the recorded action is drawn uniformly from the action space instead of the controller's choice:
-it models the slips of a human demonstrator (a late or wrong key press). Because a uniform draw
-can coincide with the controller's action, the share of steps that disagree with the controller is
-about ``noise * (1 - 1/n)`` for ``n`` actions (7.5 % for CartPole at ``noise=0.15``); that share
-bounds the accuracy any behaviour-cloned policy can reach on the capture.
+A demonstrator is called as ``demonstrator(env, observation) -> action`` with the *unwrapped*
+environment: the signature of Gymnasium's own scripted lander,
+``gymnasium.envs.box2d.lunar_lander:heuristic``, so that it and a team's own controllers work as
+they are. ``--demonstrator`` takes a name (``heuristic``, ``idle``, ``random``) or
+``module:callable``.
+
+``noise`` is the probability that, at a step, the recorded action is drawn uniformly from the
+action space instead of the controller's choice: it models the slips of a human demonstrator (a
+late or wrong key press). For ``n`` discrete actions a uniform draw can coincide with the
+controller's action, so the share of steps that disagree with the controller is about
+``noise * (1 - 1/n)`` (7.5 % for CartPole at ``noise=0.15``); that share bounds the accuracy any
+behaviour-cloned policy can reach on the capture.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-Controller = Callable[[np.ndarray], int]
+from harness.errors import HarnessError
+
+Controller = Callable[[Any, np.ndarray], Any]
+"""``controller(unwrapped_env, observation) -> action``."""
 
 
 def cartpole_heuristic(obs: np.ndarray) -> int:
@@ -28,9 +39,20 @@ def cartpole_heuristic(obs: np.ndarray) -> int:
     return int(0.5 * x + 1.0 * x_dot + 10.0 * theta + 3.0 * theta_dot > 0.0)
 
 
-def idle(obs: np.ndarray) -> int:
-    """An operator who never touches the controls: always the first action."""
-    return 0
+def _lunar_lander_heuristic(env: Any, obs: np.ndarray) -> Any:
+    # Imported on use: Box2D is only needed by those who record the lander.
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+
+    return heuristic(env, obs)
+
+
+def idle(env: Any, obs: np.ndarray) -> Any:
+    """An operator who never touches the controls: the first action, or the zero vector
+    (clipped into the bounds) for continuous actions."""
+    space = env.action_space
+    if hasattr(space, "n"):
+        return int(space.start)
+    return np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
 
 
 @dataclass(frozen=True)
@@ -40,32 +62,101 @@ class DemonstratorSpec:
     description: str
 
 
-# Demonstrators per environment id; ``idle`` and ``random`` work for any discrete action space.
+# The scripted controllers known by name, per environment id; ``idle`` and ``random`` work for
+# any environment.
 _GENERIC = {
-    "idle": DemonstratorSpec("idle", idle, "always action 0 (an operator who left the controls)"),
+    "idle": DemonstratorSpec("idle", idle, "no input: action 0, or zero for continuous actions"),
     "random": DemonstratorSpec("random", None, "uniformly random actions"),
 }
-DEMONSTRATORS: dict[str, dict[str, DemonstratorSpec]] = {
-    "CartPole-v1": {
-        "heuristic": DemonstratorSpec(
-            "heuristic", cartpole_heuristic, "linear state feedback on pole angle and cart motion"
-        ),
-    },
+HEURISTICS: dict[str, DemonstratorSpec] = {
+    "CartPole-v1": DemonstratorSpec(
+        "heuristic",
+        lambda env, obs: cartpole_heuristic(obs),
+        "linear state feedback on pole angle and cart motion",
+    ),
+    "LunarLander-v3": DemonstratorSpec(
+        "heuristic",
+        _lunar_lander_heuristic,
+        "Gymnasium's scripted lander (discrete or continuous=True)",
+    ),
 }
 
 
 def available(env_id: str) -> dict[str, DemonstratorSpec]:
-    """The demonstrators that can drive ``env_id``."""
-    return {**DEMONSTRATORS.get(env_id, {}), **_GENERIC}
+    """The demonstrators known by name that can drive ``env_id``."""
+    base = env_id.rpartition(":")[2]  # "module:EnvId" has EnvId's heuristic, if any
+    named = {"heuristic": HEURISTICS[base]} if base in HEURISTICS else {}
+    return {**named, **_GENERIC}
 
 
-def act(
-    spec: DemonstratorSpec, obs: np.ndarray, n_actions: int, noise: float, rng: np.random.Generator
-) -> int:
-    """The recorded action: the controller's, or with probability ``noise`` a uniform one."""
-    # Two draws every step, whatever the branch, keep the random stream aligned across noise levels.
-    slip = rng.random() < noise
-    uniform = int(rng.integers(n_actions))
-    if spec.controller is None or slip:
-        return uniform
-    return spec.controller(obs)
+def _import_callable(text: str) -> DemonstratorSpec:
+    module_name, _, attr = text.partition(":")
+    if not module_name or not attr:
+        raise HarnessError(f"--demonstrator '{text}': expected a name or module:callable")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HarnessError(
+            f"--demonstrator '{text}': cannot import {module_name} ({exc})"
+        ) from None
+    for part in attr.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise HarnessError(f"--demonstrator '{text}': {module_name} has no '{attr}'")
+    if not callable(target):
+        raise HarnessError(f"--demonstrator '{text}': '{attr}' is not callable")
+    return DemonstratorSpec(text, target, f"{text}(env, observation)")
+
+
+def resolve_demonstrator(name: str, env_id: str) -> DemonstratorSpec:
+    """A demonstrator by name (``available``) or ``module:callable``; one line if neither."""
+    if ":" in name:
+        return _import_callable(name)
+    specs = available(env_id)
+    if name not in specs:
+        raise HarnessError(
+            f"no demonstrator '{name}' for {env_id}; available: {', '.join(sorted(specs))}, "
+            "or module:callable"
+        )
+    return specs[name]
+
+
+class ActionSource:
+    """The recorded action at each step: the controller's, or with probability ``noise`` a
+    seeded uniform sample of the action space."""
+
+    def __init__(self, spec: DemonstratorSpec, env: Any, noise: float, seed: int) -> None:
+        self.spec, self.env, self.noise = spec, env, noise
+        self.space = env.action_space
+        self.discrete = hasattr(self.space, "n")
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: np.ndarray) -> Any:
+        # Two draws every step, whatever the branch, keep the random stream aligned across noise
+        # levels (the same seed slips at the same steps).
+        slip = self.rng.random() < self.noise
+        if self.discrete:
+            uniform: Any = int(self.space.start) + int(self.rng.integers(int(self.space.n)))
+        else:
+            uniform = self.rng.uniform(self.space.low, self.space.high).astype(self.space.dtype)
+        if self.spec.controller is None or slip:
+            return uniform
+        return self._checked(self.spec.controller(self.env.unwrapped, obs))
+
+    def _checked(self, action: Any) -> Any:
+        """The controller's action as the space holds it; one line if it does not fit."""
+        space = self.space
+        try:
+            if self.discrete:
+                value = int(np.asarray(action).reshape(()))
+                if not space.start <= value < space.start + space.n:
+                    raise ValueError(f"{value} is outside {space}")
+                return value
+            array = np.asarray(action, dtype=space.dtype).reshape(space.shape)
+        except (TypeError, ValueError) as exc:
+            raise HarnessError(
+                f"demonstrator '{self.spec.name}' returned {str(action)[:100]!r}, which is no "
+                f"action of {space} ({exc})"
+            ) from None
+        # The environment clips as well; recording the clipped action records what was applied.
+        return np.clip(array, space.low, space.high)
