@@ -141,7 +141,14 @@ class ActionSource:
             uniform = self.rng.uniform(self.space.low, self.space.high).astype(self.space.dtype)
         if self.spec.controller is None or slip:
             return uniform
-        return self._checked(self.spec.controller(self.env.unwrapped, obs))
+        try:
+            action = self.spec.controller(self.env.unwrapped, obs)
+        except Exception as exc:  # the team's own code: its failure is one line, not ours
+            text = " ".join(str(exc).split())[:200]
+            raise HarnessError(
+                f"demonstrator '{self.spec.name}' failed: {type(exc).__name__}: {text}"
+            ) from None
+        return self._checked(action)
 
     def _checked(self, action: Any) -> Any:
         """The controller's action as the space holds it; one line if it does not fit."""
