@@ -71,18 +71,22 @@ def test_heuristic_without_noise_holds_the_pole() -> None:
     assert [e.episode_return for e in episodes] == [500.0, 500.0, 500.0]
 
 
-def test_committed_idle_v1_is_reproduced_by_its_recorded_arguments(tmp_path: Path) -> None:
-    manifest = load_manifest(IDLE_V1 / "manifests" / "idle_v1.json")
-    sheet = load_sheet(IDLE_V1 / "checksums" / "idle_v1.json")
-    assert len(manifest.entries) >= 3 and len(manifest.accepted()) == 2
+@pytest.mark.parametrize("name", ["idle_v1", "lander_v1"])
+def test_committed_datasets_are_reproduced_by_their_recorded_arguments(
+    tmp_path: Path, name: str
+) -> None:
+    manifest = load_manifest(IDLE_V1 / "manifests" / f"{name}.json")
+    sheet = load_sheet(IDLE_V1 / "checksums" / f"{name}.json")
+    assert len(manifest.entries) >= 3 and len(manifest.accepted()) >= 2
     assert sum(e.steps for e in manifest.accepted()) >= 3000
+    assert all(e.reason.strip() for e in manifest.entries if e.status == "rejected")
     assert any(e.status == "rejected" for e in manifest.entries)
     for entry in manifest.entries:
         demo = entry.demonstrator
         out = tmp_path / entry.path
         record_capture(
             out,
-            manifest.env_id,
+            manifest.env_spec(),
             demo["name"],
             noise=demo["noise"],
             episodes=entry.episodes,
