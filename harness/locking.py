@@ -91,7 +91,7 @@ def default_wait() -> float:
     return value if 0 <= value < float("inf") else WAIT_S
 
 
-def _acquire(fd: int, mode: int, path: Path, what: str, wait_s: float | None) -> None:
+def _acquire(fd: int, mode: int, path: Path, wait_s: float | None) -> None:
     """Take the lock, polling, for at most ``wait_s`` seconds (default: ``$HARNESS_LOCK_WAIT_S``,
     else ``WAIT_S``); then name the holder."""
     wait_s = default_wait() if wait_s is None else wait_s
@@ -104,7 +104,7 @@ def _acquire(fd: int, mode: int, path: Path, what: str, wait_s: float | None) ->
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise LockBusyError(
-                    f"{path}: {what}: locked by {holder(fd)}; gave up after {wait_s:g} s "
+                    f"{path}: locked by {holder(fd)}; gave up after {wait_s:g} s "
                     "waiting, nothing written; try again when it has finished"
                 ) from None
             time.sleep(pause)
@@ -123,7 +123,7 @@ def exclusive(
     path = Path(lock)
     fd = _open_for_writing(path)
     try:
-        _acquire(fd, fcntl.LOCK_EX, path, what, wait_s)
+        _acquire(fd, fcntl.LOCK_EX, path, wait_s)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utc_now(), "what": what}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(me) + "\n").encode("utf-8"), 0)
@@ -136,7 +136,7 @@ def exclusive(
 
 
 @contextlib.contextmanager
-def shared(lock: str | os.PathLike[str], what: str, wait_s: float | None = None) -> Iterator[None]:
+def shared(lock: str | os.PathLike[str], wait_s: float | None = None) -> Iterator[None]:
     """Hold ``lock`` shared (several readers at once, no writer) while reading.
 
     Without a lock file (no writer ever took the lock, or it cannot be opened), it reads
@@ -148,7 +148,7 @@ def shared(lock: str | os.PathLike[str], what: str, wait_s: float | None = None)
         yield
         return
     try:
-        _acquire(fd, fcntl.LOCK_SH, path, what, wait_s)
+        _acquire(fd, fcntl.LOCK_SH, path, wait_s)
         yield
     finally:
         os.close(fd)

@@ -277,6 +277,7 @@ def session_processes(tag: str) -> list[int]:
 @pytest.mark.parametrize(
     ("after_s", "extra"),
     [(1, ()), (2, ()), (3, ()), (4, ("-n", "2", "--dataset=idle_v1,preflight"))],
+    ids=["1s", "2s", "3s", "4s-two-workers"],
 )
 def test_a_session_killed_leaves_nothing_running_and_the_rerun_passes(
     tmp_path: Path, after_s: float, extra: tuple[str, ...]

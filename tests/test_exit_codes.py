@@ -135,22 +135,15 @@ def test_a_folder_given_as_an_output_file_is_named_not_a_temporary_file(
 
 
 def test_an_empty_dataset_option_is_a_usage_error(tmp_path: Path) -> None:
-    for value in ("", " "):
-        options = [
-            f"--dataset={value}",
-            f"--bundle={tmp_path / 'bundle'}",
-            "-p",
-            "no:cacheprovider",
-        ]
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", "acceptance/", "-m", "rehearsal", *options],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=300,
-        )
-        assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith(f"ERROR: --dataset={value}: "), lines
-        assert "no dataset named" in lines[0]
+    options = ["--dataset=", f"--bundle={tmp_path / 'bundle'}", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "acceptance/", "-m", "rehearsal", *options],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ERROR: --dataset=: no dataset named"), lines
     assert not (tmp_path / "bundle").exists()

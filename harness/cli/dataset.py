@@ -54,7 +54,7 @@ def _locked(args: argparse.Namespace, *, write: bool) -> contextlib.AbstractCont
 
     manifest = resolve(args.dataset).manifest
     what = f"harness dataset {args.command} {args.dataset}"
-    return editing(manifest, what) if write else reading(manifest, what)
+    return editing(manifest, what) if write else reading(manifest)
 
 
 def _refuse_sheet_overwrite(manifest: Manifest, sheet: Path) -> None:

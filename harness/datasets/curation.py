@@ -41,9 +41,9 @@ def editing(manifest: str | os.PathLike[str], what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def reading(manifest: str | os.PathLike[str], what: str) -> Iterator[None]:
+def reading(manifest: str | os.PathLike[str]) -> Iterator[None]:
     """Hold the dataset's lock shared while its manifest and sheet are read together."""
-    with shared(dataset_lock(manifest), what):
+    with shared(dataset_lock(manifest)):
         yield
 
 
