@@ -4,17 +4,48 @@ Each CLI run costs seconds, most of it importing torch, so the rehearsal starts 
 its inputs are ready and lets its step wait for it: the anneal smoke trains while the BC step
 trains in-process. The run's stdout and stderr go to files in its run folder (never a pipe that
 could fill up), so they stay in the bundle for whoever reads a failure.
+
+A run dies with the process that started it, however that process ends (SIGKILL included): on
+Linux the kernel sends it SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and a
+pytest-xdist worker asks the same of itself (``acceptance/plugin.py``), so a killed session
+never leaves a run writing into the bundle that the next session rewrites.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import signal
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 TIMEOUT_S = 600.0  # far above any rehearsal run; a hung run fails its step instead of the session
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this process die (SIGKILL) when its parent ``parent`` dies, however it dies.
+
+    Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere nothing. Called in a child between
+    fork and exec (``preexec_fn``), and by a pytest-xdist worker on itself.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _child_setup() -> Callable[[], None]:
+    parent = os.getpid()
+    return lambda: die_with_parent(parent)
 
 
 @dataclass(frozen=True)
@@ -41,7 +72,9 @@ class CLIRun:
         self.stderr_path = folder / "cli_stderr.txt"
         self._started = time.perf_counter()
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self._process = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd)
+            self._process = subprocess.Popen(
+                argv, stdout=out, stderr=err, cwd=cwd, preexec_fn=_child_setup()
+            )
         self._result: CLIResult | None = None
 
     def wait(self, timeout: float = TIMEOUT_S) -> CLIResult:

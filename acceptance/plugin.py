@@ -7,13 +7,19 @@ no ``-n``) run the steps; the controller collects every step's report and, at th
 session, writes each dataset's pytest JSON report, ``acceptance_report_<dataset>.md`` and
 ``summary_<dataset>.json``. At the start it clears the files of the datasets about to be
 rehearsed, so a rerun never leaves stale files of an earlier one beside its own.
+
+The controller holds each rehearsed dataset's bundle lock for the whole session (``bundle_lock``):
+a second session on the same dataset and bundle waits ``BUNDLE_WAIT_S``, then stops with one
+line naming the holder. A worker dies with the controller, even on SIGKILL (``die_with_parent``).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +29,13 @@ import pytest
 
 from acceptance import report as bundle_report
 from acceptance.bundle_writer import clear_dataset
+from acceptance.cli_runs import die_with_parent
 from acceptance.steps import STEP, STEPS, Collected, Step
 from harness.bundle import DEFAULT_BUNDLE, DatasetFiles
 from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
 from harness.formatting import utc_now
+from harness.locking import exclusive
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
 PROPERTY = "rehearsal"  # the user property naming an item's dataset and step
@@ -47,6 +55,9 @@ class Settings:
 
 
 SETTINGS = pytest.StashKey[Settings]()
+BUNDLE_LOCKS = pytest.StashKey[contextlib.ExitStack]()  # controller: held for the session
+BUNDLE_WAIT_S = 10.0  # how long a session waits for another rehearsing the same dataset
+BUNDLE_WAIT_ENV = "HARNESS_BUNDLE_WAIT_S"  # overrides BUNDLE_WAIT_S (seconds)
 FAILED = pytest.StashKey[dict[str, set[str]]]()  # worker: dataset -> steps that did not pass
 
 
@@ -108,14 +119,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # Resolved for any session that collects the suite (--collect-only too), never for one that
     # only runs the unit tests, which need no dataset.
     datasets, args = (
-        _resolve_datasets(
-            config.getoption("dataset") or DEFAULT_DATASET, project, config.invocation_params.dir
-        )
+        _resolve_datasets(_dataset_option(config), project, config.invocation_params.dir)
         if collects_suite
         else ([], {})
     )
     config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)
     config.stash[FAILED] = {}
+    if active and is_controller(config):
+        config.stash[BUNDLE_LOCKS] = _hold_bundle(bundle, [ref.name for ref in datasets])
+    elif active:
+        # A worker, and with it its CLI runs, dies with the controller, even on SIGKILL.
+        die_with_parent(os.getppid())
     if active:
         # Hypothesis's pytest plugin imports all of hypothesis in its terminal summary (tenths of
         # a second; docs/acceptance.md, Speed); the rehearsal has no property tests.
@@ -134,6 +148,53 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.option.json_report_verbosity = 0  # no "auto-save skipped" line
     if active and is_controller(config):
         config.pluginmanager.register(ControllerPlugin(config), "rehearsal-bundle-writer")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    locks = config.stash.get(BUNDLE_LOCKS, None)
+    if locks is not None:
+        locks.close()
+
+
+def _dataset_option(config: pytest.Config) -> str:
+    """``--dataset``'s text; given but empty (``--dataset=``) is a usage error, not idle_v1."""
+    text = config.getoption("dataset")
+    if text is None:
+        return DEFAULT_DATASET
+    if not text.strip():
+        raise pytest.UsageError(
+            f"--dataset={text}: no dataset named; give idle_v1, preflight, a name registered "
+            "under data/bc_datasets/ or a manifest path (or leave --dataset out for idle_v1)"
+        )
+    return text
+
+
+def bundle_lock(bundle: Path, dataset: str) -> Path:
+    """The lock a session holds while it rehearses ``dataset`` into ``bundle``: beside the
+    bundle folder, not in it, so that ``harness bundle verify`` never meets it."""
+    return bundle.parent / f".{bundle.name}.{dataset}.lock"
+
+
+def _hold_bundle(bundle: Path, datasets: list[str]) -> contextlib.ExitStack:
+    """Hold each dataset's bundle lock until the session ends (a second session on the same
+    dataset and bundle waits, then refuses naming this one); sorted, so two sessions never
+    each hold one lock the other needs."""
+    text = os.environ.get(BUNDLE_WAIT_ENV) or str(BUNDLE_WAIT_S)
+    try:
+        wait_s = float(text)
+    except ValueError:
+        wait_s = -1.0
+    if not 0 <= wait_s < float("inf"):
+        raise pytest.UsageError(f"{BUNDLE_WAIT_ENV}={text}: not a number of seconds >= 0")
+    locks = contextlib.ExitStack()
+    try:
+        for name in sorted(datasets):
+            what = f"pytest rehearsal of {name} into {bundle}"
+            locks.enter_context(exclusive(bundle_lock(bundle, name), what, wait_s))
+    except HarnessError as exc:
+        locks.close()
+        raise pytest.UsageError(f"--bundle={bundle}: {exc}") from None
+    return locks
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,8 +1,10 @@
 """The ``harness`` command line: thin wiring over the library, one command group per module
 (capture, dataset, preflight, config, train, bundle), each registering its own parsers.
 
-Exit codes: 0 success; 1 the command ran and found problems (integrity or quality); 2 bad
-arguments or bad input (one line on stderr, nothing written); 3 training rolled back.
+Exit codes (``common.EXIT_CODES``): 0 success; 1 the command ran and found problems (integrity or
+quality); 2 bad arguments or bad input (one line on stderr, nothing written); 3 training rolled
+back; 70 an unexpected error, a bug (one line naming the file its traceback was written to); 75
+another process held the dataset's lock for too long (nothing written; try again).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.cli import bundle, capture, config, dataset, preflight, train
-from harness.cli.common import OneLineParser, run
+from harness.cli.common import EXIT_CODES, OneLineParser, run
 from harness.cli.train import train_main
 
 __all__ = ["build_parser", "main", "train_main"]
@@ -25,11 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``harness`` parser, each group's sub-parsers added by the group's module."""
     parser = OneLineParser(
         prog="harness",
-        description=(
-            "Dataset tooling and training harness for the Phase 5.4 ops rehearsal. "
-            "Exit codes: 0 ok, 1 problems found, 2 bad arguments or input, 3 (train) a gate "
-            "failed and the run rolled back."
-        ),
+        description="Dataset tooling and training harness for the Phase 5.4 ops rehearsal.",
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     groups = parser.add_subparsers(dest="group", required=True)

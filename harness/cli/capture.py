@@ -21,10 +21,15 @@ from harness.errors import EXIT_OK, EXIT_PROBLEMS, HarnessError
 
 
 def cmd_capture_record(args: argparse.Namespace) -> int:
+    from harness.datasets.inputs import refuse_overwrite
     from harness.datasets.recording import record_capture
     from harness.envs import EnvSpec
 
     out = Path(args.output)
+    # Recording into a captures folder is how a dataset grows; over a reviewed capture, never.
+    refuse_overwrite(out, "a new capture", into_captures=True)
+    if out.is_dir():
+        raise HarnessError(f"{out}: is a folder; give the capture's file name (.h5)")
     if out.exists() and not args.force:
         raise HarnessError(f"{out}: already exists; pass --force to overwrite it")
     env = EnvSpec.parse(args.env, args.env_kwargs)
@@ -41,6 +46,10 @@ def cmd_capture_record(args: argparse.Namespace) -> int:
 def cmd_capture_inspect(args: argparse.Namespace) -> int:
     from harness.datasets.quality import inspect_capture
 
+    for path in args.files:  # a file that is not there is bad input, not a faulty capture
+        if not path.is_file():
+            why = "is not a regular file" if path.exists() else "no such file"
+            raise HarnessError(f"{path}: {why}; give capture files (.h5)")
     reports = [inspect_capture(p) for p in args.files]
     emit_quality(reports, args.json, title=None)
     return EXIT_OK if all(r.ok for r in reports) else EXIT_PROBLEMS
@@ -100,5 +109,9 @@ def _register_record(commands: Groups) -> None:
     p.add_argument("--episodes", type=positive, required=True, help="number of episodes")
     p.add_argument("--seed", type=int, required=True, help="seed of the environment and the noise")
     p.add_argument("-o", "--output", required=True, help="capture file to write (.h5)")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an existing file (never a capture a manifest names, nor a manifest)",
+    )
     p.set_defaults(func=cmd_capture_record)

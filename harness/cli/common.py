@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
-from harness.errors import EXIT_BAD_INPUT, HarnessError
+from harness.cli.failures import internal_error_line, os_error_line, write_traceback
+from harness.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, HarnessError
 from harness.formatting import display
 
 if TYPE_CHECKING:
@@ -22,6 +23,13 @@ Groups: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 # A command: runs on the parsed arguments, returns the exit code.
 Command: TypeAlias = Callable[[argparse.Namespace], int]
 
+EXIT_CODES = (
+    "exit codes: 0 ok; 1 problems found (integrity, quality); 2 bad arguments or input (one "
+    "line on stderr, nothing written); 3 (train) a gate failed and the run rolled back; 70 an "
+    "unexpected error, a bug (one line naming the file its traceback was written to: the run's "
+    "log folder for train, else the temporary folder); 75 another process held the dataset's "
+    "lock for too long (one line naming it; nothing written, try again)"
+)
 ENV_KWARGS_HELP = (
     "keyword arguments of gymnasium.make as a JSON object, e.g. '{\"continuous\": true}'; "
     "recorded in the manifest and every capture"
@@ -70,19 +78,27 @@ non_negative = int_at_least(0)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run a command; a user's mistake is one line on stderr and an exit code, no traceback."""
+    """Run a command; every failure is one line on stderr and an exit code, no traceback.
+
+    A user's mistake is a ``HarnessError`` (its own exit code) or an ``OSError`` (exit 2). Any
+    other exception is a bug: its traceback goes to a file (``failures.write_traceback``; a
+    command that knows its run's folder sets ``args.traceback_dir``) and the exit code is 70.
+    """
     try:
         return args.func(args)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"harness: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"harness: error: {os_error_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        written = write_traceback(exc, getattr(args, "traceback_dir", None))
+        print(internal_error_line(exc, written), file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def emit(text: str = "") -> None:

@@ -31,7 +31,8 @@ Paths: a relative path in BASE is relative to BASE's folder; a relative path giv
 is relative to the working folder (what you mean when you type it); an absolute path stays
 absolute. In OUT, every path that was relative is written relative to OUT's own folder, so OUT
 points at the same files wherever it is written. Everything is validated before anything is written;
-on an error nothing is written (exit 2). OUT is overwritten if it exists, but never BASE."""
+on an error nothing is written (exit 2). OUT is overwritten if it exists, but never BASE, nor a
+dataset's manifest, checksum sheet or capture, nor anything in a captures folder."""
 
 
 def cmd_config_overlay(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ its checksum sheet (write, verify, export as SHA256SUMS) and check its captures'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,11 @@ STATUSES = ("accepted", "rejected", "pending")
 
 
 def _dataset(args: argparse.Namespace) -> tuple[Manifest, Path]:
-    """The loaded manifest of ``args.dataset`` and its checksum sheet path."""
+    """The loaded manifest of ``args.dataset`` and its checksum sheet path.
+
+    A command that writes the manifest or the sheet, or reads both together, calls it inside
+    ``_locked``: the read must come after the lock is held.
+    """
     from harness.datasets.manifest import load_manifest
     from harness.datasets.registry import resolve
 
@@ -44,8 +49,27 @@ def _dataset(args: argparse.Namespace) -> tuple[Manifest, Path]:
     return manifest, sheet
 
 
+def _locked(args: argparse.Namespace, *, write: bool) -> contextlib.AbstractContextManager[None]:
+    """The dataset's lock, exclusive to write its manifest or sheet, else shared."""
+    from harness.datasets.curation import editing, reading
+    from harness.datasets.registry import resolve
+
+    manifest = resolve(args.dataset).manifest
+    what = f"harness dataset {args.command} {args.dataset}"
+    return editing(manifest, what) if write else reading(manifest)
+
+
+def _refuse_sheet_overwrite(manifest: Manifest, sheet: Path) -> None:
+    """The sheet a command writes must not be another input (``--checksums`` names any file)."""
+    from harness.datasets.inputs import inputs_of, refuse_overwrite
+
+    own = inputs_of(manifest.path, sheet)
+    refuse_overwrite(sheet, "the checksum sheet", own, own_sheet=True)
+
+
 def cmd_dataset_create(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import ChecksumSheet
+    from harness.datasets.curation import editing
     from harness.datasets.manifest import new_manifest
     from harness.datasets.registry import DATASETS_DIR, project_root
 
@@ -54,20 +78,23 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else project_root() / DATASETS_DIR
     manifest_path = root / "manifests" / f"{args.name}.json"
     sheet_path = root / "checksums" / f"{args.name}.json"
-    for path in (manifest_path, sheet_path):
-        if path.exists():
-            raise HarnessError(f"{path}: already exists; dataset '{args.name}' is taken")
     captures = root / "captures" / args.name
-    manifest = new_manifest(
-        manifest_path, args.name, env.id, captures, args.description, env_kwargs=env.kwargs
-    )
-    if args.base_config:
-        # Stored relative to the manifest's folder, as captures_dir is.
-        base = os.path.relpath(Path(args.base_config).absolute(), manifest_path.absolute().parent)
-        manifest.base_config = Path(base).as_posix()
-    captures.mkdir(parents=True, exist_ok=True)
-    manifest.save()
-    ChecksumSheet(sheet_path, args.name, {}).save()
+    with editing(manifest_path, f"harness dataset create {args.name}"):
+        for path in (manifest_path, sheet_path):
+            if path.exists():
+                raise HarnessError(f"{path}: already exists; dataset '{args.name}' is taken")
+        manifest = new_manifest(
+            manifest_path, args.name, env.id, captures, args.description, env_kwargs=env.kwargs
+        )
+        if args.base_config:
+            # Stored relative to the manifest's folder, as captures_dir is.
+            base = os.path.relpath(
+                Path(args.base_config).absolute(), manifest_path.absolute().parent
+            )
+            manifest.base_config = Path(base).as_posix()
+        captures.mkdir(parents=True, exist_ok=True)
+        manifest.save()
+        ChecksumSheet(sheet_path, args.name, {}).save()
     emit(
         f"created dataset '{args.name}' for {env}: manifest {display(manifest_path)}, "
         f"checksum sheet {display(sheet_path)}, captures in {display(captures)}/"
@@ -78,9 +105,12 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
 def cmd_dataset_add(args: argparse.Namespace) -> int:
     from harness.datasets.curation import add_capture
 
-    manifest, _ = _dataset(args)
-    entries = [add_capture(manifest, c, entry_id=args.id, copy=args.copy) for c in args.captures]
-    manifest.save()
+    with _locked(args, write=True):
+        manifest, _ = _dataset(args)
+        entries = [
+            add_capture(manifest, c, entry_id=args.id, copy=args.copy) for c in args.captures
+        ]
+        manifest.save()
     for e in entries:
         emit(
             f"{manifest.dataset}: added '{e.id}' ({e.path}, {e.episodes} episodes, {e.steps} steps) as pending"
@@ -98,9 +128,11 @@ def one_capture_with_id(args: argparse.Namespace) -> str | None:
 def cmd_dataset_review(args: argparse.Namespace) -> int:
     from harness.datasets.curation import review
 
-    manifest, sheet_path = _dataset(args)
     status = "accepted" if args.accept else "rejected" if args.reject else "pending"
-    entry, sheet = review(manifest, args.id, status, args.reason or "", sheet_path)
+    with _locked(args, write=True):
+        manifest, sheet_path = _dataset(args)
+        _refuse_sheet_overwrite(manifest, sheet_path)
+        entry, sheet = review(manifest, args.id, status, args.reason or "", sheet_path)
     emit(
         f"{manifest.dataset}: '{entry.id}' is {entry.status}"
         + (f" ({entry.reason})" if entry.reason else "")
@@ -132,9 +164,11 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
 def cmd_dataset_sheet(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import build_sheet, save_sheet
 
-    manifest, sheet_path = _dataset(args)
-    sheet = build_sheet(manifest, sheet_path, jobs=args.jobs)
-    save_sheet(sheet, manifest)
+    with _locked(args, write=True):
+        manifest, sheet_path = _dataset(args)
+        _refuse_sheet_overwrite(manifest, sheet_path)
+        sheet = build_sheet(manifest, sheet_path, jobs=args.jobs)
+        save_sheet(sheet, manifest)
     emit(
         f"{display(sheet_path)}: sha256 of {len(sheet.entries)} accepted capture(s) of '{manifest.dataset}'"
     )
@@ -145,11 +179,13 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import load_sheet
     from harness.datasets.integrity import verify
 
-    manifest, sheet_path = _dataset(args)
-    sheet = load_sheet(sheet_path)
-    total = sum(e.bytes for e in sheet.entries.values())
-    with bytes_bar(total, f"verify {manifest.dataset}", enabled=not args.json) as bar:
-        report = verify(manifest, sheet, jobs=args.jobs, progress=bar.update)
+    # Shared: a review between reading the manifest and the sheet would make them disagree.
+    with _locked(args, write=False):
+        manifest, sheet_path = _dataset(args)
+        sheet = load_sheet(sheet_path)
+        total = sum(e.bytes for e in sheet.entries.values())
+        with bytes_bar(total, f"verify {manifest.dataset}", enabled=not args.json) as bar:
+            report = verify(manifest, sheet, jobs=args.jobs, progress=bar.update)
     if args.json:
         emit_json(report.to_json())
         return EXIT_OK if report.ok else EXIT_PROBLEMS
@@ -171,11 +207,17 @@ def cmd_dataset_verify(args: argparse.Namespace) -> int:
 
 def cmd_dataset_export(args: argparse.Namespace) -> int:
     from harness.datasets.checksums import SUMS_NAME, export_sha256sums, load_sheet
+    from harness.datasets.inputs import inputs_of, refuse_overwrite
 
-    manifest, sheet_path = _dataset(args)
-    sheet = load_sheet(sheet_path)
-    output = Path(args.output) if args.output else manifest.captures_dir / SUMS_NAME
-    export_sha256sums(sheet, manifest, output)
+    # Exclusive: reviews rewrite the SHA256SUMS in the captures folder; this must not undo one.
+    with _locked(args, write=True):
+        manifest, sheet_path = _dataset(args)
+        output = Path(args.output) if args.output else manifest.captures_dir / SUMS_NAME
+        if output.is_dir():
+            raise HarnessError(f"{output}: is a folder; give the SHA256SUMS file's name")
+        refuse_overwrite(output, "SHA256SUMS", inputs_of(manifest.path, sheet_path), own_sums=True)
+        sheet = load_sheet(sheet_path)
+        export_sha256sums(sheet, manifest, output)
     emit(
         f"{display(output)}: {len(sheet.entries)} line(s); check with: "
         f"cd {display(output.parent)} && sha256sum -c {output.name}"
@@ -370,5 +412,8 @@ def _register_checksums(commands: Groups) -> None:
         sheet=True,
     )
     p.add_argument(
-        "-o", "--output", help="file to write (default: SHA256SUMS in the captures folder)"
+        "-o",
+        "--output",
+        help="file to write (default: SHA256SUMS in the captures folder); never a manifest, a "
+        "sheet, or another file in a captures folder",
     )

@@ -30,7 +30,9 @@ TRAIN_DESCRIPTION = (
 TRAIN_EPILOG = (
     "exit codes: 0 every gate passed; 1 the dataset failed its integrity check (nothing "
     "trained); 2 bad arguments or input (one line on stderr, nothing written); 3 a gate failed "
-    'and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged)'
+    'and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged); 70 '
+    "an unexpected error, a bug (one line on stderr naming the file in the log folder that "
+    "holds its traceback)"
 )
 MODES = ("bc", "ppo", "mixed")
 
@@ -56,7 +58,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "--ppo-log",
         metavar="FILE",
         help="write a JSON Lines log with one line per PPO update (ppo and mixed); replaced "
-        "whole at the end of the stage",
+        "whole at the end of the stage; never the config or a dataset's manifest, sheet or "
+        "captures folder",
     )
     p.add_argument(
         "--log-dir",
@@ -92,6 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     harness = TrainingHarness(
         args.config, overrides=overrides, verify=not args.unverified, run=args.run
     )
+    # From here on, an unexpected error's traceback goes to the run's own log folder.
+    args.traceback_dir = harness.config.output.log_dir
+    _refuse_input_outputs(harness, args.ppo_log)
     if args.mode == "bc":
         results: list[BCResult | PPOResult] = [harness.run_bc_training()]
     elif args.mode == "mixed":
@@ -111,6 +117,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_ROLLED_BACK
     return EXIT_OK
+
+
+def _refuse_input_outputs(harness: TrainingHarness, ppo_log: str | None) -> None:
+    """No file the run writes may be an input: the config, or its dataset's manifest, checksum
+    sheet or captures (the run log and the store would land in the captures folder)."""
+    from harness.datasets.inputs import inputs_of, refuse_overwrite
+    from harness.training.runlog import log_path
+
+    cfg = harness.config
+    own = inputs_of(cfg.dataset.manifest, cfg.dataset.checksums)
+    config = {cfg.source: "is the run's config"} if cfg.source is not None else {}
+    outputs = [
+        (log_path(cfg.output.log_dir), "the run log"),
+        (cfg.output.checkpoint_dir / "promoted.json", "the checkpoint store"),
+    ]
+    if ppo_log:
+        outputs.append((Path(ppo_log), "the PPO log"))
+    for path, what in outputs:
+        refuse_overwrite(path, what, own, also=config)
 
 
 def _report_bc(r: BCResult, harness: TrainingHarness) -> None:

@@ -19,6 +19,7 @@ from harness.config.keys import KEY_TYPES, SECTIONS, path_keys, takes_text
 from harness.config.model import Config, relative_path
 from harness.config.pipeline import build, config_from_document, problems
 from harness.config.yaml_text import dump_yaml, parse_yaml, read_yaml
+from harness.datasets.inputs import inputs_of, refuse_overwrite
 from harness.datasets.manifest import load_manifest
 from harness.datasets.registry import resolve, sheet_beside
 from harness.errors import HarnessError, SchemaError
@@ -221,6 +222,9 @@ def write_overlay(
     relative.update(_apply(document, changes, "--set", here))
 
     after = build(document, os.path.dirname(os.path.abspath(out)), out)  # _apply validated it
+    for config in (before, after):  # nor any input of the base's dataset or the overlay's
+        own = inputs_of(config.dataset.manifest, config.dataset.checksums)
+        refuse_overwrite(out, "the overlay", own, also={base: "is the base config"})
     write_text_atomic(out, _overlay_text(base, out, before, after, relative))
     return before, after
 

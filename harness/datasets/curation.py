@@ -2,12 +2,19 @@
 
 The checksum sheet is written whenever a review changes which captures are accepted, so that
 "accepted" and "has a sha256 on the sheet" never drift apart.
+
+A dataset has one lock, ``.<manifest file name>.lock`` beside its manifest, covering the
+manifest and its sheet together. Every command that changes either holds it exclusively from
+before it reads them until both are written (``editing``); one that reads both to compare them
+holds it shared (``reading``), so it never sees a review's new sheet with the old manifest.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.atomic import atomic_path
@@ -17,6 +24,27 @@ from harness.datasets.manifest import Entry, Manifest
 from harness.datasets.quality import inspect_capture
 from harness.errors import CaptureError, HarnessError
 from harness.formatting import display
+from harness.locking import exclusive, lock_file, shared
+
+
+def dataset_lock(manifest: str | os.PathLike[str]) -> Path:
+    """The lock file of a dataset: ``.<manifest file name>.lock`` beside its manifest (its real
+    path, so that every way of naming the manifest finds the same lock)."""
+    return lock_file(os.path.realpath(manifest))
+
+
+@contextlib.contextmanager
+def editing(manifest: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Hold the dataset's lock exclusively: load the manifest and sheet inside, write, leave."""
+    with exclusive(dataset_lock(manifest), what):
+        yield
+
+
+@contextlib.contextmanager
+def reading(manifest: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the dataset's lock shared while its manifest and sheet are read together."""
+    with shared(dataset_lock(manifest)):
+        yield
 
 
 def add_capture(

@@ -15,7 +15,7 @@ from typing import Any
 from harness.atomic import write_json_atomic
 from harness.datasets.paths import resolve_inside
 from harness.envs import EnvSpec
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UnsafePathError
 from harness.validation import check, load_json
 
 STATUSES = ("accepted", "rejected", "pending")
@@ -128,7 +128,28 @@ class Manifest:
         write_json_atomic(self.path, doc)
 
 
+def _check_captures_dir(manifest: Manifest) -> None:
+    """``captures_dir`` must resolve inside the dataset's root (the folder holding the
+    ``manifests/`` and ``checksums/`` folders), and be neither that root, nor the manifest's
+    folder, nor in the checksums folder: no entry may then name a system file or a manifest."""
+    text = manifest.captures_dir_text
+    shown = text if len(text) <= 200 else text[:197] + "..."
+    if "\x00" in text:
+        raise UnsafePathError(f"{manifest.path}: captures_dir contains a NUL byte; refused")
+    manifest_dir = Path(os.path.realpath(manifest.path.absolute().parent))
+    root = manifest_dir.parent
+    real = Path(os.path.realpath(manifest.captures_dir.absolute()))
+    sheets = root / "checksums"
+    if real in (root, manifest_dir) or not real.is_relative_to(root) or real.is_relative_to(sheets):
+        raise UnsafePathError(
+            f"{manifest.path}: captures_dir '{shown}' resolves to {real}, which is not a "
+            f"captures folder inside the dataset's root {root} (the folder of manifests/ and "
+            "checksums/); refused, nothing read"
+        )
+
+
 def _check_entries(manifest: Manifest) -> None:
+    _check_captures_dir(manifest)
     seen: set[str] = set()
     for e in manifest.entries:
         if e.id in seen:
