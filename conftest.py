@@ -1,7 +1,7 @@
 """Root conftest: the rehearsal's options and its plugin (``acceptance/plugin.py``).
 
-``pytest acceptance/ -m rehearsal [--dataset=...] [--bundle=DIR]`` runs the Phase 5.4 ops
-rehearsal; plain ``pytest`` runs the unit tests under ``tests/``, where the plugin stays idle.
+``pytest acceptance/ -m rehearsal [--dataset=...] [--base-config=PATH] [--drill-threshold=X]
+[--bundle=DIR]`` runs the Phase 5.4 ops rehearsal; plain ``pytest`` runs the unit tests under ``tests/``, where the plugin stays idle.
 """
 
 from __future__ import annotations
@@ -23,6 +23,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="datasets to rehearse, comma-separated: idle_v1 (default, the production dataset), "
         "preflight (the synthetic dataset), another name registered under data/bc_datasets/, "
         "or a path to a manifest file",
+    )
+    group.addoption(
+        "--base-config",
+        default=None,
+        metavar="PATH",
+        help="base config of every dataset's overlays (default: the config a dataset's manifest "
+        "names in base_config, else configs/examples/poc_hybrid.yaml); the environment always "
+        "comes from the dataset's manifest",
+    )
+    group.addoption(
+        "--drill-threshold",
+        default=None,
+        metavar="X",
+        help="BC accuracy threshold of the rollback drill, in (0, 1] (default 0.95); raised just "
+        "above step 2's accuracy when that accuracy already meets it",
     )
     group.addoption(
         "--bundle",

@@ -1,4 +1,5 @@
-"""The Phase 5.4 ops rehearsal: ``pytest acceptance/ -m rehearsal [--dataset=NAME,...|MANIFEST]``.
+"""The Phase 5.4 ops rehearsal: ``pytest acceptance/ -m rehearsal [--dataset=NAME,...|MANIFEST]``
+``[--base-config=PATH] [--drill-threshold=X]``.
 
 - ``plugin.py``: the pytest plugin (dataset parametrisation, the abort rule, xdist grouping, the
   bundle written by the controller);
@@ -6,6 +7,9 @@
 - ``conftest.py``: the fixtures shared by the steps;
 - ``test_rehearsal.py``: the five steps;
 - ``rehearsal.py`` and ``cli_runs.py``: one dataset's runs, in-process and as subprocesses;
+- ``base_config.py``: which base config each dataset is rehearsed on; ``drill.py``: the rollback
+  drill's threshold;
+- ``diagnosis.py`` and ``remedies.py``: why a step failed, and the remedial action of each cause;
 - ``bundle_writer.py``: writing the bundle (the shared run log, clearing a dataset, the
   summary's artefact entries), on the layout of ``harness.bundle``;
 - ``report.py``: the summary and the human-readable report.

@@ -47,8 +47,16 @@ def dataset(request: pytest.FixtureRequest) -> RehearsalDataset:
 def rehearsal(request: pytest.FixtureRequest, dataset: RehearsalDataset) -> Iterator[Rehearsal]:
     """The dataset's runs; its set-up copies the manifest and sheet and writes the overlays."""
     opts = settings(request.config)
+    base = opts.base_configs[dataset.name]
+    # None only for a manifest that cannot be read, which the dataset fixture refused first.
+    assert base is not None, f"{dataset.name}: no base config"
     r = Rehearsal(
-        dataset.ref, opts.project, opts.bundle, steps_in_session(request.session, dataset.name)
+        dataset.ref,
+        opts.project,
+        opts.bundle,
+        steps_in_session(request.session, dataset.name),
+        base=base,
+        drill_asked=opts.drill_threshold,
     )
     r.prepare()
     yield r
@@ -57,11 +65,13 @@ def rehearsal(request: pytest.FixtureRequest, dataset: RehearsalDataset) -> Iter
 
 @pytest.fixture(scope="session")
 def overlay(rehearsal: Rehearsal) -> Path:
-    """``config_<dataset>.yaml``: the base config on this dataset, outputs inside the bundle."""
+    """``config_<dataset>.yaml``: the dataset's base config on this dataset (and its
+    environment), outputs inside the bundle."""
     return rehearsal.files.config
 
 
 @pytest.fixture(scope="session")
 def rollback_overlay(rehearsal: Rehearsal) -> Path:
-    """``rollback_config_<dataset>.yaml``: the overlay with ``bc.accuracy_threshold: 0.95``."""
+    """``rollback_config_<dataset>.yaml``: the overlay with the drill's threshold (the one asked
+    for, or the one the drill raised it to once it started)."""
     return rehearsal.files.rollback_config

@@ -1,6 +1,6 @@
 """The acceptance plugin: dataset parametrisation, the abort rule, xdist grouping, the bundle.
 
-Loaded by the root ``conftest.py`` (which also registers ``--dataset`` and ``--bundle``), so it
+Loaded by the root ``conftest.py`` (which also registers the options), so it
 is present in every session but acts only in a *rehearsal session*: one whose arguments name
 ``acceptance/`` or a file in it. Roles follow pytest-xdist's: workers (or the only process, with
 no ``-n``) run the steps; the controller collects every step's report and, at the end of the
@@ -28,6 +28,12 @@ from typing import Any
 import pytest
 
 from acceptance import report as bundle_report
+from acceptance.base_config import (
+    BaseConfig,
+    choose_base_config,
+    drill_threshold_option,
+    given_base_config,
+)
 from acceptance.bundle_writer import clear_dataset
 from acceptance.cli_runs import die_with_parent
 from acceptance.steps import STEP, STEPS, Collected, Step
@@ -52,6 +58,11 @@ class Settings:
     """Dataset name -> the ``--dataset`` text that named it (for the rerun command)."""
     active: bool
     """A rehearsal session: the plugin clears and writes the bundle."""
+    base_configs: dict[str, BaseConfig | None]
+    """Dataset name -> the base config it is rehearsed on (``acceptance/base_config.py``);
+    None for a manifest that cannot be read."""
+    drill_threshold: float
+    """The rollback drill's threshold as asked (``--drill-threshold``)."""
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -97,6 +108,25 @@ def _resolve_datasets(
     return refs, args
 
 
+def _rehearsal_options(
+    config: pytest.Config, datasets: list[DatasetRef], args: dict[str, str]
+) -> tuple[dict[str, BaseConfig | None], float]:
+    """Each dataset's base config and the drill's threshold, or a one-line usage error."""
+    try:
+        drill = drill_threshold_option(config.getoption("drill_threshold"))
+        given = given_base_config(config.getoption("base_config"), config.invocation_params.dir)
+    except HarnessError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    chosen: dict[str, BaseConfig | None] = {}
+    for ref in datasets:
+        try:
+            chosen[ref.name] = choose_base_config(ref, given, config.rootpath)
+        except HarnessError as exc:
+            option = "--base-config" if given else f"--dataset={args[ref.name]}"
+            raise pytest.UsageError(f"{option}: {exc}") from None
+    return chosen, drill
+
+
 def _rehearsal_session(config: pytest.Config) -> bool:
     for arg in config.args:
         path = Path(arg.split("::", 1)[0])
@@ -123,7 +153,10 @@ def pytest_configure(config: pytest.Config) -> None:
         if collects_suite
         else ([], {})
     )
-    config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active)
+    base_configs, drill = (
+        _rehearsal_options(config, datasets, args) if collects_suite else ({}, 0.0)
+    )
+    config.stash[SETTINGS] = Settings(project, bundle, datasets, args, active, base_configs, drill)
     config.stash[FAILED] = {}
     if active and is_controller(config):
         config.stash[BUNDLE_LOCKS] = _hold_bundle(bundle, [ref.name for ref in datasets])
@@ -323,6 +356,8 @@ class ControllerPlugin:
         seen.duration += report.duration
         if isinstance(props.get("metrics"), dict):
             seen.metrics.update(props["metrics"])
+        if isinstance(props.get("cause"), dict):
+            seen.cause = props["cause"]
         outcome = _outcome(report)
         if outcome is not None and seen.outcome in ("not run", "passed"):
             seen.outcome = outcome
@@ -344,6 +379,7 @@ class ControllerPlugin:
                     ref,
                     self.opts.dataset_args[ref.name],
                     project=self.opts.project,
+                    base=self.opts.base_configs.get(ref.name),
                     steps=[(s, self.steps.get((ref.name, s.key), Collected(None))) for s in STEPS],
                     json_report=self.json_report,
                     session_s=session_s,
@@ -391,6 +427,7 @@ def _message(report: pytest.TestReport) -> str:
         text = crash.message if crash is not None else str(longrepr)
         # The assertion's own message; pytest's introspection lines after it hold reprs.
         text = text.strip().split("\n", 1)[0].removeprefix("AssertionError: ")
+        text = text.removeprefix("Failed: ")  # pytest.fail: a step's own one-line verdict
     one_line = " ".join(text.split())
     return one_line if len(one_line) <= 600 else one_line[:597] + "..."
 

@@ -4,9 +4,13 @@ The runs, each with its own log and checkpoint folders under ``runs/<dataset>/<r
 
 - ``bc_trainer``: ``TrainingHarness(overlay).run_bc_training()`` in-process (step 2);
 - ``anneal_smoke``: ``run_training.py <overlay> --mode mixed --epochs 1 --ppo-log ...`` (step 3);
-- ``rollback_drill``: the same command on the rollback overlay (threshold 0.95), against a copy
-  of ``bc_trainer``'s checkpoint store, so that "the promoted checkpoint is unchanged" is checked
-  on a store that holds one (step 4).
+- ``rollback_drill``: the same command on the rollback overlay, against a copy of
+  ``bc_trainer``'s checkpoint store, so that "the promoted checkpoint is unchanged" is checked
+  on a store that holds one (step 4). Its threshold is the one asked for (``--drill-threshold``,
+  default 0.95) unless step 2's accuracy meets it (``acceptance/drill.py``): the overlay written
+  at set-up is then rewritten, with the raised threshold, when the drill starts.
+
+Both overlays derive from the dataset's base config (``acceptance/base_config.py``).
 
 The steps ask for results; this class starts the CLI runs as early as their inputs allow (the
 smoke once integrity passed, the drill once the BC store holds its checkpoint) so that they
@@ -20,14 +24,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun
+from acceptance.drill import DrillThreshold, drill_threshold
 from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
 from harness.datasets.integrity import VerifyReport, verify
-from harness.datasets.manifest import load_manifest
+from harness.datasets.manifest import Manifest, load_manifest
 from harness.datasets.registry import DatasetRef
 from harness.training.checkpoints import CheckpointStore
 from harness.training.runlog import log_path, read_log
@@ -35,25 +41,34 @@ from harness.training.runlog import log_path, read_log
 if TYPE_CHECKING:
     from harness.training.facade import BCResult
 
-BASE_CONFIG = Path("configs/examples/poc_hybrid.yaml")
 TRAINING_SCRIPT = Path("scripts/run_training.py")
-ROLLBACK_THRESHOLD = 0.95  # out of reach on idle_v1 (7.5% of its labels are random slips)
 SMOKE_EPOCHS = 1
 
 
 class Rehearsal:
     """The state of one dataset's rehearsal within a pytest session (one worker owns it)."""
 
-    def __init__(self, ref: DatasetRef, project: Path, bundle: Path, steps: set[str]) -> None:
+    def __init__(
+        self,
+        ref: DatasetRef,
+        project: Path,
+        bundle: Path,
+        steps: set[str],
+        base: BaseConfig,
+        drill_asked: float = DEFAULT_DRILL_THRESHOLD,
+    ) -> None:
         self.ref = ref
         self.project = project
         self.bundle = bundle
+        self.base = base
+        self.drill_asked = drill_asked
         self.files = DatasetFiles(bundle, ref.name)
         self.steps = steps
         """The steps of this dataset that the session runs: only their CLI runs are started."""
         self._bc: BCResult | None = None
         self._cli: dict[str, CLIRun] = {}
         self._drill_store_before: tuple[dict[str, str], str | None] | None = None
+        self._drill: DrillThreshold | None = None
 
     @property
     def name(self) -> str:
@@ -65,19 +80,24 @@ class Rehearsal:
         """Copy the manifest and checksum sheet into the bundle; write both overlays."""
         write_bytes_atomic(self.files.manifest, self.ref.manifest.read_bytes())
         write_bytes_atomic(self.files.checksums, self.ref.checksums.read_bytes())
-        smoke, drill = self.run_dir("anneal_smoke"), self.run_dir("rollback_drill")
+        smoke = self.run_dir("anneal_smoke")
+        # The dataset and its environment from the manifest, all else from the base config.
         overlay(
-            self.project / BASE_CONFIG,
+            self.base.path,
             self.files.config,
             [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / 'checkpoints'}"],
             dataset=str(self.ref.manifest),
             cwd=self.bundle,
         )
+        self._write_rollback_overlay(self.drill_asked)
+
+    def _write_rollback_overlay(self, threshold: float) -> None:
+        drill = self.run_dir("rollback_drill")
         overlay(
             self.files.config,
             self.files.rollback_config,
             [
-                f"bc.accuracy_threshold={ROLLBACK_THRESHOLD}",
+                f"bc.accuracy_threshold={threshold!r}",
                 f"output.log_dir={drill / 'logs'}",
                 f"output.checkpoint_dir={drill / 'checkpoints'}",
             ],
@@ -93,6 +113,9 @@ class Rehearsal:
 
     def rollback_config(self) -> Config:
         return load_config(self.files.rollback_config)
+
+    def manifest(self) -> Manifest:
+        return load_manifest(self.ref.manifest)
 
     # --- step 1 -------------------------------------------------------------------------------
 
@@ -120,6 +143,26 @@ class Rehearsal:
             self._merge("bc_trainer", self._bc.log)
         return self._bc
 
+    # --- step 4's threshold ------------------------------------------------------------------
+
+    def drill(self) -> DrillThreshold:
+        """The drill's threshold, from step 2's accuracy (training BC first if need be)."""
+        if self._drill is None:
+            self._drill = drill_threshold(self.drill_asked, self.bc().accuracy)
+            if self._drill.raised:
+                assert self._drill.used is not None
+                self._write_rollback_overlay(self._drill.used)
+        return self._drill
+
+    def step2_accuracy(self) -> float | None:
+        """Step 2's hold-out accuracy, if it trained in this process."""
+        return self._bc.accuracy if self._bc is not None else None
+
+    def rollback_threshold(self) -> float:
+        """The threshold the rollback overlay holds: the drill's, once it has been set."""
+        used = self._drill.used if self._drill is not None else None
+        return used if used is not None else self.drill_asked
+
     # --- steps 3 and 4: the CLI runs ----------------------------------------------------------
 
     def start(self, run: str) -> None:
@@ -129,6 +172,8 @@ class Rehearsal:
         if run == "anneal_smoke":
             config, ppo_log = self.files.config, self.files.ppo_log
         else:
+            if self.drill().used is None:
+                return  # no threshold can fail the gate: the drill step says so, runs nothing
             # The drill runs against a store that already holds a promoted checkpoint: a copy of
             # the BC step's store (its own folder, so no two runs ever write the same file).
             store = self.files.run("rollback_drill") / "checkpoints"

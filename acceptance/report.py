@@ -19,8 +19,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from acceptance.base_config import BaseConfig
 from acceptance.bundle_writer import artefact_entries
-from acceptance.steps import Collected, Step
+from acceptance.remedies import cause_title, remedial_action
+from acceptance.steps import STEP, Collected, Step
 from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
 from harness.bundle import RUN_LOG, DatasetFiles
 from harness.datasets.registry import DatasetRef
@@ -28,50 +30,6 @@ from harness.formatting import utc_now
 from harness.validation import check
 
 BASELINE_S = 1.8  # the outline's runtime baseline for the BC and anneal suites, in seconds
-
-REMEDIAL = {
-    "dataset_integrity": (
-        "Do not train on this dataset. Run `harness dataset verify {arg}` to list every problem. "
-        "Restore each mismatched or missing capture from its archived original (re-recording "
-        "with the same seed gives the same bytes), or reject it with `harness dataset review "
-        "{name} <id> --reject --reason TEXT`, which rewrites the sheet; never rewrite the sheet "
-        "over a change nobody can explain. Then rerun the rehearsal."
-    ),
-    "bc_trainer": (
-        "Read the bc record in runs/{name}/bc_trainer/logs/anneal_results.json (accuracy, "
-        "per-action recall, majority baseline) and check the captures with `harness dataset "
-        "inspect {arg}`; reject poor captures or record more demonstrations, then rerun. Do not "
-        "lower bc.accuracy_threshold to make the gate pass."
-    ),
-    "anneal_smoke": (
-        "Read runs/{name}/anneal_smoke/cli_stderr.txt and the run log beside it, and rerun the "
-        "command in this step's metrics to reproduce. If the regression gate failed, compare "
-        "mean_return with baseline_mean_return in the ppo record before touching "
-        "anneal.regression_tolerance."
-    ),
-    "rollback_drill": (
-        "Do not ship this phase: a failed gate did not roll back cleanly. Read "
-        "runs/{name}/rollback_drill/cli_stderr.txt and the drill's run log; a moved promoted "
-        "checkpoint or a changed store means promotion is broken (run `pytest "
-        "tests/test_checkpoints.py tests/test_mixed_training.py`)."
-    ),
-    "artefact_capture": (
-        "The bundle is incomplete or invalid where the message says. Rerun the rehearsal; a "
-        "file that is still missing belongs to a step that failed, so fix that step first."
-    ),
-}
-ABORTED = (
-    "Fix the step that failed first ({failed}; see its remedial action), then rerun the "
-    "rehearsal: `pytest acceptance/ -m rehearsal --dataset={arg}`."
-)
-ERROR = (
-    "The step could not run: its set-up or teardown failed. The message names the file or "
-    "value at fault (a manifest, a config); fix it and rerun the rehearsal."
-)
-NOT_RUN = (
-    "Run the whole rehearsal: `pytest acceptance/ -m rehearsal --dataset={arg}` (this step was "
-    "not selected, or the session stopped before it)."
-)
 
 
 def _version(dist: str) -> str | None:
@@ -114,32 +72,31 @@ def environment(project: Path) -> dict[str, Any]:
     }
 
 
-def _remedial(step: Step, seen: Collected, name: str, arg: str, failed: list[str]) -> str | None:
-    if seen.outcome == "passed":
-        return None
-    if seen.outcome == "failed":
-        return REMEDIAL[step.key].format(name=name, arg=arg)
-    if seen.outcome == "aborted":
-        return ABORTED.format(failed=", ".join(failed) or "an earlier step", arg=arg)
-    if seen.outcome == "error":
-        return ERROR
-    return NOT_RUN.format(arg=arg)
-
-
-def _steps(steps: list[tuple[Step, Collected]], name: str, arg: str) -> list[dict[str, Any]]:
-    failed = [s.title for s, seen in steps if seen.outcome in ("failed", "error")]
-    return [
-        {
-            "step": step.key,
-            "title": step.title,
-            "test": seen.nodeid,
-            "outcome": seen.outcome,
-            "duration_s": round(seen.duration, 3) if seen.nodeid else None,
-            "message": seen.message,
-            "remedial_action": _remedial(step, seen, name, arg, failed),
-        }
-        for step, seen in steps
-    ]
+def _steps(steps: list[tuple[Step, Collected]], figures: dict[str, str]) -> list[dict[str, Any]]:
+    """The summary's step rows; ``figures`` are what every remedial action may quote."""
+    outcome = {step.key: seen.outcome for step, seen in steps}
+    rows = []
+    for step, seen in steps:
+        # An aborted step names the earlier steps it needed that did not pass.
+        aborted_by = ", ".join(
+            STEP[need].title for need in step.needs if outcome.get(need) in ("failed", "error")
+        )
+        cause = seen.cause if seen.outcome == "failed" else None
+        rows.append(
+            {
+                "step": step.key,
+                "title": step.title,
+                "test": seen.nodeid,
+                "outcome": seen.outcome,
+                "duration_s": round(seen.duration, 3) if seen.nodeid else None,
+                "message": seen.message,
+                "cause": cause["key"] if cause else None,
+                "remedial_action": remedial_action(
+                    step.key, seen.outcome, cause, {**figures, "run": step.key}, aborted_by
+                ),
+            }
+        )
+    return rows
 
 
 def _pytest_report(json_report: dict[str, Any], nodeids: set[str]) -> dict[str, Any]:
@@ -185,6 +142,7 @@ def write_bundle(
     arg: str,
     *,
     project: Path,
+    base: BaseConfig | None,
     steps: list[tuple[Step, Collected]],
     json_report: dict[str, Any] | None,
     session_s: float,
@@ -199,12 +157,14 @@ def write_bundle(
         # default=str, as pytest-json-report itself saves values JSON has no type for.
         text = json.dumps(_pytest_report(json_report, nodeids), indent=2, default=str)
         write_text_atomic(files.pytest_report, text + "\n")
-    step_rows = _steps(steps, name, arg)
+    base_text = str(base.path) if base else "(none: the manifest could not be read)"
+    step_rows = _steps(steps, {"name": name, "arg": arg, "base": base_text})
     summary: dict[str, Any] = {
         "schema_version": 1,
         "dataset": name,
         "manifest": str(ref.manifest.resolve()),
         "checksums": str(ref.checksums.resolve()),
+        "base_config": base.to_json() if base else None,
         "passed": all(row["outcome"] == "passed" for row in step_rows),
         "started_at": started_at,
         "finished_at": utc_now(),
@@ -262,8 +222,30 @@ def _header_section(summary: dict[str, Any], files: DatasetFiles) -> list[str]:
         "",
         f"- Manifest: `{summary['manifest']}`",
         f"- Checksum sheet: `{summary['checksums']}`",
+        f"- Base config: {_base_line(summary.get('base_config'))}",
+        *_drill_lines(summary["metrics"].get("rollback_drill", {})),
         f"- Bundle: `{files.root}`",
         "",
+    ]
+
+
+def _base_line(base: dict[str, str] | None) -> str:
+    if base is None:
+        return "none (the manifest could not be read)"
+    why = BaseConfig(Path(base["path"]), base["chosen_by"]).why
+    return f"`{base['path']}` ({why}); the environment is the manifest's"
+
+
+def _drill_lines(drill: dict[str, Any]) -> list[str]:
+    """The rollback drill's threshold: asked, used, and why (once the drill set it)."""
+    if "threshold_asked" not in drill:
+        return []
+    used = drill["threshold"]
+    shown = "none" if used is None else f"{used:g}"
+    raised = " (raised)" if drill["threshold_raised"] else ""
+    return [
+        f"- Rollback drill threshold: asked {drill['threshold_asked']:g}, used {shown}{raised}: "
+        f"{drill['threshold_why']}."
     ]
 
 
@@ -297,6 +279,9 @@ def _failures_section(summary: dict[str, Any]) -> list[str]:
         if not message.startswith(row["outcome"]):
             message = f"{row['outcome']}: {message}"
         lines.append(f"- **{row['title']}**: {message}")
+        title = cause_title({"key": row.get("cause")})
+        if title:
+            lines.append(f"  - Cause: {title}.")
         lines.append(f"  - Remedial action: {row['remedial_action']}")
     return [*lines, ""]
 

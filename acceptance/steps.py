@@ -42,3 +42,5 @@ class Collected:
     duration: float = 0.0
     message: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    cause: dict[str, Any] | None = None
+    """What the step recorded of why it failed (``acceptance/diagnosis.py``), if it knew."""

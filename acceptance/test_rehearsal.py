@@ -1,8 +1,10 @@
 """The five steps of the Phase 5.4 ops rehearsal, in order, for each ``--dataset``.
 
-A step records its figures with ``record_property("metrics", {...})`` before it asserts, so that
-the summary holds them whether the step passed or not. The plugin applies the abort rule (a
-failed integrity check skips the dataset's later steps) and writes the bundle's summary.
+A step records its figures with ``record_property("metrics", {...})`` before it judges, so that
+the summary holds them whether the step passed or not. A failure whose cause the step knows
+goes through ``diagnosis.fail``: one line, no traceback, and the cause the report's remedial
+action is chosen by (``acceptance/remedies.py``). The plugin applies the abort rule (a failed
+integrity check skips the dataset's later steps) and writes the bundle's summary.
 """
 
 from __future__ import annotations
@@ -10,20 +12,35 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
 from acceptance.conftest import RehearsalDataset
-from acceptance.rehearsal import ROLLBACK_THRESHOLD, Rehearsal
+from acceptance.diagnosis import (
+    bc_figures,
+    bc_gate_cause,
+    fail,
+    fail_cli,
+    gate_figures,
+    input_cause,
+    last_line,
+)
+from acceptance.plugin import FAILED
+from acceptance.rehearsal import Rehearsal
+from acceptance.steps import STEP, STEPS
 from harness.config import changed_keys, load_config
-from harness.errors import EXIT_OK, EXIT_ROLLED_BACK
+from harness.errors import EXIT_OK, EXIT_ROLLED_BACK, HarnessError, IntegrityError
 from harness.hashing import sha256_file
 from harness.training.checkpoints import CheckpointStore
 from harness.training.runlog import read_ppo_log
 from harness.validation import check, load_json
 
+if TYPE_CHECKING:
+    from harness.training.facade import BCResult
+
 Record = Callable[[str, Any], None]
+RUNS = ("bc_trainer", "anneal_smoke", "rollback_drill")
 
 
 @pytest.mark.rehearsal(step="dataset_integrity")
@@ -40,23 +57,27 @@ def test_dataset_integrity(
             "problems": [p.message for p in report.problems],
         },
     )
-    assert report.ok, f"{len(report.problems)} problem(s): " + "; ".join(
-        p.message for p in report.problems
-    )
-    assert report.checked, f"{dataset.name}: the manifest accepts no capture"
+    if not report.ok:
+        problems = "; ".join(p.message for p in report.problems)
+        fail(record_property, "integrity_failed", f"{len(report.problems)} problem(s): {problems}")
+    if not report.checked:
+        fail(
+            record_property,
+            "no_accepted_capture",
+            f"{dataset.name}: the manifest accepts no capture",
+        )
     # The smoke's subprocess trains while the next step trains in-process.
     rehearsal.start("anneal_smoke")
 
 
 @pytest.mark.rehearsal(step="bc_trainer")
 def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
-    result = rehearsal.bc()
+    result = _train_bc(rehearsal, record_property)
+    figures = bc_figures(result)
     record_property(
         "metrics",
         {
-            "accuracy": result.accuracy,
-            "threshold": result.threshold,
-            "majority_baseline": result.majority_baseline,
+            **figures,
             "passed": result.passed,
             "checkpoint": result.checkpoint_id,
             "promoted_checkpoint": result.promoted_checkpoint,
@@ -65,14 +86,38 @@ def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
         },
     )
     assert result.threshold == rehearsal.config().bc.accuracy_threshold
-    assert result.accuracy >= result.threshold, (
-        f"hold-out accuracy {result.accuracy:.4f} is below the overlay's threshold "
-        f"{result.threshold:g}: {'; '.join(result.reasons)}"
-    )
-    assert result.passed, "; ".join(result.reasons)
-    assert result.promoted_checkpoint == result.checkpoint_id
+    if not result.passed:
+        key = bc_gate_cause(figures, rehearsal.manifest())
+        detail = "; ".join(result.reasons)
+        fail(
+            record_property,
+            key,
+            f"BC gate failed: {detail}",
+            detail=detail,
+            run="bc_trainer",
+            **gate_figures(figures),
+        )
+    if result.promoted_checkpoint != result.checkpoint_id:
+        fail(
+            record_property,
+            "not_promoted",
+            f"the gate passed but the store promotes {result.promoted_checkpoint}",
+            detail=f"the store promotes {result.promoted_checkpoint}, not {result.checkpoint_id}",
+        )
     # The drill's store is a copy of this run's store, which now holds a promoted checkpoint.
     rehearsal.start("rollback_drill")
+
+
+def _train_bc(rehearsal: Rehearsal, record: Record) -> BCResult:
+    """Step 2's BC run; input it refuses fails the step with its cause."""
+    try:
+        return rehearsal.bc()
+    except HarnessError as exc:
+        error = exc  # failed outside the handler: no "during handling" chain in the output
+    if isinstance(error, IntegrityError):
+        fail(record, "integrity_failed", str(error))
+    key, detail = input_cause(rehearsal.manifest(), rehearsal.config(), str(error))
+    fail(record, key, str(error), detail=detail)
 
 
 @pytest.mark.rehearsal(step="anneal_smoke")
@@ -94,21 +139,69 @@ def test_anneal_smoke(rehearsal: Rehearsal, record_property: Record) -> None:
             "checkpoint": ppo[-1]["checkpoint"]["id"] if ppo else None,
         },
     )
-    assert run.returncode == EXIT_OK, (
-        f"exit {run.returncode}: {run.stderr.strip() or '(no stderr)'}"
-    )
-    assert len(bc) == 1 and bc[0]["passed"] is True, f"bc records of the smoke: {bc}"
-    assert len(ppo) == 1, f"expected one ppo record, found {len(ppo)}"
+    if run.returncode == EXIT_ROLLED_BACK:
+        _smoke_rolled_back(rehearsal, record_property, bc, ppo, last_line(run.stderr))
+    if run.returncode != EXIT_OK:
+        fail_cli(
+            record_property, run.returncode, run.stderr, rehearsal.manifest(), rehearsal.config()
+        )
+
+    def wrong(message: str) -> NoReturn:
+        fail(record_property, "records_wrong", message, detail=message, run="anneal_smoke")
+
+    if len(bc) != 1 or bc[0]["passed"] is not True:
+        wrong(f"the smoke's bc records are {bc}")
+    if len(ppo) != 1 or ppo[0]["updates"] != 1:
+        wrong(f"expected one ppo record of one update, found {len(ppo)}")
     loss = ppo[0]["loss_total"]
-    assert isinstance(loss, float) and math.isfinite(loss), f"ppo loss_total is {loss!r}"
-    assert ppo[0]["updates"] == 1
+    if not (isinstance(loss, float) and math.isfinite(loss)):
+        wrong(f"ppo loss_total is {loss!r}")
     # The record names its PPO log relative to the run log's folder.
     logged = rehearsal.config().output.log_dir / ppo[0]["ppo_log"]
-    assert logged.resolve() == rehearsal.files.ppo_log.resolve(), f"ppo_log {ppo[0]['ppo_log']}"
+    if logged.resolve() != rehearsal.files.ppo_log.resolve():
+        wrong(f"the ppo record names the PPO log {ppo[0]['ppo_log']}")
+
+
+def _smoke_rolled_back(
+    rehearsal: Rehearsal, record: Record, bc: list[dict], ppo: list[dict], line: str
+) -> None:
+    """Exit 3: which gate failed, and whether BC reproduced step 2."""
+    message = f"exit {EXIT_ROLLED_BACK}: {line}"
+    if bc and not bc[-1]["passed"]:
+        figures = bc_figures(bc[-1])
+        step2 = rehearsal.step2_accuracy()
+        if step2 is not None and step2 != figures.get("accuracy"):
+            fail(
+                record,
+                "bc_not_reproduced",
+                message,
+                accuracy=figures.get("accuracy"),
+                step2_accuracy=step2,
+            )
+        fail(record, "smoke_bc_gate", message, **gate_figures(figures))
+    if ppo and ppo[-1]["rolled_back"]:
+        fail(
+            record,
+            "regression_gate",
+            message,
+            mean_return=ppo[-1]["mean_return"],
+            baseline_return=ppo[-1]["baseline_mean_return"],
+        )
+    fail(
+        record,
+        "records_wrong",
+        message,
+        detail="exit 3 but no record says rolled_back",
+        run="anneal_smoke",
+    )
 
 
 @pytest.mark.rehearsal(step="rollback_drill")
 def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
+    drill = rehearsal.drill()
+    record_property("metrics", drill.metrics())
+    if drill.used is None:
+        fail(record_property, "drill_unfailable", drill.why)
     run = rehearsal.finish("rollback_drill")
     config = rehearsal.rollback_config()
     store = CheckpointStore(config.output.checkpoint_dir)
@@ -118,39 +211,80 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
     records = rehearsal.records("rollback_drill")
     bc = [r for r in records if r["mode"] == "bc"]
     ppo_log = rehearsal.files.run("rollback_drill") / "ppo.jsonl"
+    accuracy = bc[-1]["accuracy"] if bc else None
     record_property(
         "metrics",
         {
             "command": run.command,
             "exit_code": run.returncode,
             "cli_seconds": round(run.seconds, 3),
-            "threshold": config.bc.accuracy_threshold,
-            "bc_accuracy": bc[-1]["accuracy"] if bc else None,
+            **drill.metrics(),
+            "bc_accuracy": accuracy,
             "rolled_back": bc[-1]["rolled_back"] if bc else None,
             "promoted_before": promoted_before,
             "promoted_after": promoted.id if promoted else None,
             "store_unchanged": before == after,
         },
     )
-    assert config.bc.accuracy_threshold == ROLLBACK_THRESHOLD
-    assert promoted_before is not None, "the drill's store held no promoted checkpoint"
-    assert run.returncode == EXIT_ROLLED_BACK, (
-        f"exit {run.returncode}, expected {EXIT_ROLLED_BACK} (rolled back): "
-        f"{run.stderr.strip() or '(no stderr)'}"
-    )
-    assert [r["mode"] for r in records] == ["bc"], (
-        f"the harness did not stop after the BC stage: records {[r['mode'] for r in records]}"
-    )
-    assert bc[0]["rolled_back"] is True and bc[0]["passed"] is False
-    assert not ppo_log.exists(), f"{ppo_log} was written: PPO ran after a failed BC gate"
-    assert (promoted.id if promoted else None) == promoted_before, "the promoted checkpoint moved"
-    assert after == before, "the checkpoint store changed: " + ", ".join(
-        sorted(set(before.items()) ^ set(after.items()), key=str)[:3]
-    )
+    assert config.bc.accuracy_threshold == drill.used, "the rollback overlay is not the drill's"
+    if promoted_before is None:
+        fail(record_property, "no_promoted_checkpoint", "the drill's store held no promoted one")
+    if run.returncode == EXIT_OK or (bc and bc[-1]["passed"]):
+        message = f"exit {run.returncode}: the drill's BC gate passed at threshold {drill.used:g}"
+        if accuracy is not None and accuracy != drill.measured:
+            fail(
+                record_property,
+                "bc_not_reproduced",
+                message,
+                accuracy=accuracy,
+                step2_accuracy=drill.measured,
+            )
+        fail(record_property, "drill_gate_passed", message, accuracy=accuracy, threshold=drill.used)
+    if run.returncode != EXIT_ROLLED_BACK:
+        fail_cli(record_property, run.returncode, run.stderr, rehearsal.manifest(), config)
+    _rolled_back_cleanly(record_property, records, ppo_log, (before, promoted_before), store)
+
+
+def _rolled_back_cleanly(
+    record: Record,
+    records: list[dict],
+    ppo_log: Path,
+    before: tuple[dict[str, str], str | None],
+    store: CheckpointStore,
+) -> None:
+    """Exit 3 after the drill's BC gate failed: nothing after it ran, nothing in the store moved."""
+    modes = [r["mode"] for r in records]
+    if modes != ["bc"] or ppo_log.exists():
+        detail = f"the drill's records are {modes}" + (
+            f" and {ppo_log.name} was written" if ppo_log.exists() else ""
+        )
+        fail(record, "ppo_ran", f"PPO ran after a failed BC gate: {detail}", detail=detail)
+    if not (records[0]["rolled_back"] is True and records[0]["passed"] is False):
+        detail = "the drill's bc record does not say passed false, rolled_back true"
+        fail(record, "records_wrong", detail, detail=detail, run="rollback_drill")
+    snapshot, promoted_before = before
+    promoted = store.promoted()
+    if (promoted.id if promoted else None) != promoted_before:
+        detail = (
+            f"the promoted checkpoint moved from {promoted_before} to {promoted and promoted.id}"
+        )
+        fail(record, "store_changed", detail, detail=detail)
+    after = store.snapshot()
+    if after != snapshot:
+        changed = sorted({k for k, _ in set(snapshot.items()) ^ set(after.items())})
+        detail = f"files of the store changed: {', '.join(changed[:3])}"
+        fail(record, "store_changed", detail, detail=detail)
+
+
+def _not_passed(request: pytest.FixtureRequest, name: str) -> set[str]:
+    """The dataset's steps that failed in this process, and those their failure aborted."""
+    failed = request.config.stash[FAILED].get(name, set())
+    return failed | {s.key for s in STEPS if set(s.needs) & failed}
 
 
 @pytest.mark.rehearsal(step="artefact_capture")
 def test_artefact_capture(
+    request: pytest.FixtureRequest,
     dataset: RehearsalDataset,
     rehearsal: Rehearsal,
     overlay: Path,
@@ -159,8 +293,18 @@ def test_artefact_capture(
 ) -> None:
     files = rehearsal.files
     checked: list[str] = []
+    not_passed = _not_passed(request, dataset.name)
 
-    def present(path: Path) -> Path:
+    def present(path: Path, step: str | None = None) -> Path:
+        if not path.is_file() and step in not_passed:
+            missing = f"{path.relative_to(files.root).as_posix()} is missing"
+            fail(
+                record_property,
+                "after_failed_steps",
+                missing,
+                detail=missing,
+                steps=STEP[step].title,
+            )
         assert path.is_file(), f"{path.name} is missing from the bundle {files.root}"
         checked.append(path.relative_to(files.root).as_posix())
         return path
@@ -173,26 +317,45 @@ def test_artefact_capture(
         ):
             check(load_json(present(copy), schema), schema, copy)
             assert sha256_file(copy) == sha256_file(source), f"{copy.name} differs from {source}"
-        # The overlays: complete configs on this dataset, the rollback one differing only in
-        # its threshold and its output folders.
-        config = load_config(present(overlay))
-        strict = load_config(present(rollback_overlay))
-        assert config.dataset.manifest.resolve() == dataset.ref.manifest.resolve()
-        assert config.output.log_dir.is_relative_to(files.runs)
-        changed = set(changed_keys(config, strict))
-        assert changed == {"bc.accuracy_threshold", "output.log_dir", "output.checkpoint_dir"}, (
-            f"the rollback overlay changes {sorted(changed)}"
-        )
+        _check_overlays(rehearsal, dataset, present(overlay), present(rollback_overlay))
         # The anneal logs: every run's records in the bundle's run log, and the PPO log.
-        runs = [r["run"] for r in rehearsal.records("bc_trainer")] + [
-            r["run"] for run in ("anneal_smoke", "rollback_drill") for r in rehearsal.records(run)
-        ]
-        assert {"bc_trainer", "anneal_smoke", "rollback_drill"} <= set(runs), (
-            f"logs/anneal_results.json holds records of runs {sorted(set(runs))} for {dataset.name}"
+        logged = {r["run"] for run in RUNS for r in rehearsal.records(run)}
+        for run in RUNS:
+            if run not in logged and run in not_passed:
+                missing = f"logs/anneal_results.json holds no record of {run}"
+                fail(
+                    record_property,
+                    "after_failed_steps",
+                    missing,
+                    detail=missing,
+                    steps=STEP[run].title,
+                )
+        assert set(RUNS) <= logged, (
+            f"logs/anneal_results.json holds records of runs {sorted(logged)} for {dataset.name}"
         )
-        lines = read_ppo_log(present(files.ppo_log))
+        lines = read_ppo_log(present(files.ppo_log, "anneal_smoke"))
         assert lines and all(line["dataset"] == dataset.name for line in lines)
-        for run in ("bc_trainer", "anneal_smoke", "rollback_drill"):
-            present(files.run(run) / "logs" / "anneal_results.json")
+        for run in RUNS:
+            present(files.run(run) / "logs" / "anneal_results.json", run)
     finally:
         record_property("metrics", {"checked": checked})
+
+
+def _check_overlays(
+    rehearsal: Rehearsal, dataset: RehearsalDataset, overlay: Path, rollback: Path
+) -> None:
+    """Complete configs on this dataset and in its environment; the rollback one differing only
+    in its threshold (the drill's) and its output folders."""
+    config, strict = load_config(overlay), load_config(rollback)
+    assert config.dataset.manifest.resolve() == dataset.ref.manifest.resolve()
+    assert config.env.spec() == dataset.manifest.env_spec(), (
+        "the overlay's env is not the dataset's"
+    )
+    assert config.output.log_dir.is_relative_to(rehearsal.files.runs)
+    changed = set(changed_keys(config, strict)) - {"bc.accuracy_threshold"}
+    assert changed == {"output.log_dir", "output.checkpoint_dir"}, (
+        f"the rollback overlay changes {sorted(changed)}"
+    )
+    assert strict.bc.accuracy_threshold == rehearsal.rollback_threshold(), (
+        f"the rollback overlay's threshold is {strict.bc.accuracy_threshold:g}"
+    )

@@ -125,12 +125,17 @@ def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
         "artefact_capture": "failed",
     }
     bc, smoke, drill = doc["steps"][1:4]
-    assert "below the overlay's threshold 0.8" in bc["message"]
+    assert "below the threshold 0.8" in bc["message"]
+    # Random actions, which no policy can learn and more of which cannot fix.
+    assert bc["cause"] == "random_demonstrator"
     assert "Do not lower bc.accuracy_threshold" in bc["remedial_action"]
+    assert "record more demonstrations" not in bc["remedial_action"]
     assert doc["metrics"]["bc_trainer"]["accuracy"] < 0.8
     assert doc["metrics"]["anneal_smoke"]["exit_code"] == 3
     assert drill["message"] == "aborted: BC trainer verification failed"
-    assert "cli_stderr.txt" in smoke["remedial_action"]
+    assert drill["remedial_action"].startswith("Fix BC trainer verification first")
+    assert smoke["cause"] == "smoke_bc_gate"
+    assert "BC trainer verification's remedial action" in smoke["remedial_action"]
     assert outcomes(summary(tmp_path / "serial", "idle_v1"))["dataset_integrity"] == "failed"
 
     parallel = rehearse(pytester, tmp_path / "parallel", datasets, "-n", "2")
@@ -154,8 +159,42 @@ def test_a_bad_dataset_is_a_usage_error_before_anything_runs(
     pytester: pytest.Pytester, tmp_path: Path, value: str, error: str
 ) -> None:
     result = rehearse(pytester, tmp_path / "bundle", f"--dataset={value}")
+    assert_usage_error(result, tmp_path / "bundle", "--dataset=", error)
+
+
+def assert_usage_error(result: pytest.RunResult, bundle: Path, option: str, error: str) -> None:
+    """Exit 4, one line naming the option, nothing written."""
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in result.errlines if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ERROR: --dataset="), result.errlines
+    assert len(lines) == 1 and lines[0].startswith(f"ERROR: {option}"), result.errlines
     assert error in lines[0]
-    assert not (tmp_path / "bundle").exists()
+    assert not bundle.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        ("--base-config=missing.yaml", "--base-config=missing.yaml: no such file"),
+        ("--drill-threshold=1.5", "--drill-threshold=1.5: expected a number in (0, 1]"),
+    ],
+)
+def test_a_bad_base_config_or_drill_threshold_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path: Path, option: str, error: str
+) -> None:
+    result = rehearse(pytester, tmp_path / "bundle", option)
+    assert_usage_error(result, tmp_path / "bundle", option.split("=")[0], error)
+
+
+def test_a_manifest_naming_a_missing_base_config_is_a_usage_error(
+    pytester: pytest.Pytester, tmp_path: Path, small_dataset: Dataset
+) -> None:
+    manifest = small_dataset.manifest()
+    manifest.base_config = "../configs/gone.yaml"
+    manifest.save()
+    result = rehearse(pytester, tmp_path / "bundle", f"--dataset={small_dataset.manifest_path}")
+    assert_usage_error(
+        result,
+        tmp_path / "bundle",
+        f"--dataset={small_dataset.manifest_path}: {small_dataset.manifest_path}: base_config",
+        f"names {small_dataset.root / 'configs' / 'gone.yaml'}, which is not a file",
+    )
