@@ -32,6 +32,7 @@ from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
+from harness.datasets.curation import reading
 from harness.datasets.integrity import VerifyReport, verify
 from harness.datasets.manifest import Manifest, load_manifest
 from harness.datasets.registry import DatasetRef
@@ -78,8 +79,10 @@ class Rehearsal:
 
     def prepare(self) -> None:
         """Copy the manifest and checksum sheet into the bundle; write both overlays."""
-        write_bytes_atomic(self.files.manifest, self.ref.manifest.read_bytes())
-        write_bytes_atomic(self.files.checksums, self.ref.checksums.read_bytes())
+        with reading(self.ref.manifest):  # one snapshot of the pair, whatever a review does
+            manifest, sheet = self.ref.manifest.read_bytes(), self.ref.checksums.read_bytes()
+        write_bytes_atomic(self.files.manifest, manifest)
+        write_bytes_atomic(self.files.checksums, sheet)
         smoke = self.run_dir("anneal_smoke")
         # The dataset and its environment from the manifest, all else from the base config.
         overlay(
@@ -120,7 +123,8 @@ class Rehearsal:
     # --- step 1 -------------------------------------------------------------------------------
 
     def verify_integrity(self) -> VerifyReport:
-        return verify(load_manifest(self.ref.manifest), load_sheet(self.ref.checksums))
+        with reading(self.ref.manifest):
+            return verify(load_manifest(self.ref.manifest), load_sheet(self.ref.checksums))
 
     # --- step 2 -------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 from harness.config import Config, load_config
 from harness.config.dataset_match import check_env_matches
 from harness.datasets.checksums import load_sheet
+from harness.datasets.curation import reading
 from harness.datasets.integrity import verify
 from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
@@ -68,15 +69,16 @@ class TrainingHarness:
     def load_dataset(self) -> Manifest:
         """The manifest, checked against the config's env and, unless opted out, its checksums."""
         cfg = self.config
-        manifest = load_manifest(cfg.dataset.manifest)
-        check_env_matches(cfg, manifest)
-        if self.verify:
-            report = verify(manifest, load_sheet(cfg.dataset.checksums))
-            if not report.ok:
-                raise IntegrityError(
-                    f"{manifest.dataset}: integrity check failed, training refused: "
-                    f"{report.problems[0].message}{and_more(report.problems)}"
-                )
+        # Manifest and sheet read as one snapshot: a review running now cannot split them.
+        with reading(cfg.dataset.manifest):
+            manifest = load_manifest(cfg.dataset.manifest)
+            check_env_matches(cfg, manifest)
+            report = verify(manifest, load_sheet(cfg.dataset.checksums)) if self.verify else None
+        if report is not None and not report.ok:
+            raise IntegrityError(
+                f"{manifest.dataset}: integrity check failed, training refused: "
+                f"{report.problems[0].message}{and_more(report.problems)}"
+            )
         return manifest
 
     def run_bc_training(self) -> BCResult:
