@@ -29,8 +29,9 @@ TRAIN_DESCRIPTION = (
 )
 TRAIN_EPILOG = (
     "exit codes: 0 every gate passed; 1 the dataset failed its integrity check (nothing "
-    "trained); 2 bad arguments or input (one line on stderr, nothing written); 3 a gate failed "
-    'and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged)'
+    "trained); 2 bad arguments or input, or outputs that cannot be written (one line on "
+    "stderr; the stage it stopped leaves the store and the run log as they were); 3 a gate "
+    'failed and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged)'
 )
 MODES = ("bc", "ppo", "mixed")
 
