@@ -1,5 +1,6 @@
 """Writing the rehearsal's bundle: merging each run's records into the shared run log,
-clearing a dataset before it is rehearsed again, and the summary's artefact entries.
+clearing a dataset before it is rehearsed again, the summary's artefact entries, and the tag
+manifest that pins the summary and the report (written last).
 
 Only the rehearsal writes bundles; readers (``harness bundle verify|compare``) need just the
 layout, which both sides take from ``harness.bundle``.
@@ -11,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import write_text_atomic
 from harness.bundle import LOGS_DIR, RUN_LOG, DatasetFiles, dataset_records, records_digest, run_log
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
@@ -61,10 +63,12 @@ def clear_dataset(root: Path, dataset: str) -> None:
 def artefact_entries(
     root: Path, dataset: str, exclude: tuple[Path, ...] = ()
 ) -> list[dict[str, Any]]:
-    """The summary's ``artefacts``: every file the dataset owns, and its run log records."""
+    """The summary's ``artefacts``: every file the dataset owns but the summary and the tag
+    manifest (which pin the summary), and its run log records."""
+    files = DatasetFiles(root, dataset)
     entries = []
-    for path in DatasetFiles(root, dataset).existing():
-        if path in exclude:
+    for path in files.existing():
+        if path in (*exclude, files.summary, files.tag_manifest):
             continue
         digest = sha256_file(path)
         entries.append(
@@ -79,3 +83,11 @@ def artefact_entries(
         sha, size = records_digest(records)
         entries.append({"path": RUN_LOG, "sha256": sha, "bytes": size, "records_of": dataset})
     return sorted(entries, key=lambda e: e["path"])
+
+
+def write_tag_manifest(files: DatasetFiles) -> Path:
+    """Pin the summary and the report with their sha256 in ``tagmanifest_<d>.txt``, in
+    ``sha256sum`` format; written after them, as the last file of the dataset's bundle."""
+    lines = [f"{sha256_file(p).sha256}  {p.name}\n" for p in files.tag_files if p.is_file()]
+    write_text_atomic(files.tag_manifest, "".join(lines))
+    return files.tag_manifest

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from acceptance.base_config import BaseConfig
-from acceptance.bundle_writer import artefact_entries
+from acceptance.bundle_writer import artefact_entries, write_tag_manifest
 from acceptance.remedies import cause_title, remedial_action
 from acceptance.steps import STEP, Collected, Step
 from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
@@ -182,9 +182,10 @@ def write_bundle(
     }
     summary["missing"] = _missing(files, step_rows, json_report)
     write_text_atomic(files.report, render(summary, artefact_entries(files.root, name), files))
-    summary["artefacts"] = artefact_entries(files.root, name, exclude=(files.summary,))
+    summary["artefacts"] = artefact_entries(files.root, name)
     check(summary, "summary", files.summary)
     write_json_atomic(files.summary, summary)
+    write_tag_manifest(files)  # last: it pins the summary and the report
     return summary
 
 
@@ -310,8 +311,9 @@ def _artefacts_section(artefacts: list[dict[str, Any]], files: DatasetFiles) -> 
     lines = [
         "## Artefacts",
         "",
-        f"Paths relative to the bundle; sha256 and sizes are in `{files.summary.name}` "
-        f"(check them later with `harness bundle verify {files.root}`).",
+        f"Paths relative to the bundle; sha256 and sizes are in `{files.summary.name}`, whose "
+        f"own sha256 and this report's are in `{files.tag_manifest.name}` (check them later "
+        f"with `harness bundle verify {files.root}`).",
         "",
     ]
     for entry in artefacts:
@@ -319,7 +321,7 @@ def _artefacts_section(artefacts: list[dict[str, Any]], files: DatasetFiles) -> 
             f" (this dataset's records, {entry['bytes']} bytes)" if entry["path"] == RUN_LOG else ""
         )
         lines.append(f"- `{entry['path']}`{what}")
-    return [*lines, f"- `{files.summary.name}`"]
+    return [*lines, f"- `{files.summary.name}`", f"- `{files.tag_manifest.name}`"]
 
 
 def _short(value: Any) -> str:

@@ -9,12 +9,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from acceptance.bundle_writer import artefact_entries, clear_dataset, merge_run
+from acceptance.bundle_writer import (
+    artefact_entries,
+    clear_dataset,
+    merge_run,
+    write_tag_manifest,
+)
 from harness.atomic import write_json_atomic
 from harness.bundle import RUN_LOG, DatasetFiles, compare_bundles, run_log, verify_bundle
 from harness.errors import HarnessError
@@ -61,7 +67,8 @@ def bc_record(dataset: str, run: str, accuracy: float = 0.875) -> dict[str, Any]
 def write_summary(
     root: Path, dataset: str, outcomes: dict[str, str] | None = None, **changes: Any
 ) -> Path:
-    """Write ``summary_<dataset>.json`` pinning the dataset's files as they are now."""
+    """Write ``summary_<dataset>.json`` pinning the dataset's files as they are now, then the
+    tag manifest pinning it and the report, as the rehearsal's controller does."""
     outcomes = outcomes or {}
     path = DatasetFiles(root, dataset).summary
     steps = []
@@ -110,6 +117,7 @@ def write_summary(
     }
     check(summary, "summary", path)
     write_json_atomic(path, summary)
+    write_tag_manifest(DatasetFiles(root, dataset))
     return path
 
 
@@ -139,6 +147,12 @@ def bundle(tmp_path: Path) -> Path:
     for dataset in DATASETS:
         add_dataset(root, dataset)
     return root
+
+
+def repin(root: Path, dataset: str) -> None:
+    """Rewrite the tag manifest after an edit of the summary: these tests check what verify
+    finds in the summary itself (the tag manifest's own tests are further down)."""
+    write_tag_manifest(DatasetFiles(root, dataset))
 
 
 def problems(root: Path) -> list[tuple[str, str]]:
@@ -499,6 +513,7 @@ def test_invalid_summary_is_a_summary_problem(bundle: Path) -> None:
     summary = json.loads(path.read_text())
     summary["passed"] = "yes"
     path.write_text(json.dumps(summary))
+    repin(bundle, "idle_v1")
     report = verify_bundle(bundle)
     assert [(p.kind, p.path) for p in report.problems] == [("summary", "summary_idle_v1.json")]
     message = report.problems[0].message
@@ -517,6 +532,7 @@ def test_invalid_summary_is_a_summary_problem(bundle: Path) -> None:
 
 def test_summary_that_is_not_json_is_a_summary_problem(bundle: Path) -> None:
     (bundle / "summary_preflight.json").write_text("{not json")
+    repin(bundle, "preflight")
     report = verify_bundle(bundle)
     assert [(p.kind, p.path) for p in report.problems] == [("summary", "summary_preflight.json")]
     assert "summary_preflight.json: not valid JSON" in report.problems[0].message
@@ -556,6 +572,7 @@ def test_summary_may_pin_only_its_own_dataset(
         summary["artefacts"] = [a for a in summary["artefacts"] if "records_of" not in a]
     summary["artefacts"].append({"sha256": "0" * 64, "bytes": 1, **entry})
     write_json_atomic(path, summary)
+    repin(bundle, "idle_v1")
     report = verify_bundle(bundle)
     assert [(p.kind, p.path) for p in report.problems] == [("summary", entry["path"]), *also]
     assert why in report.problems[0].message
@@ -649,3 +666,109 @@ def test_comparing_a_folder_that_is_not_a_bundle_is_one_line(tmp_path: Path) -> 
     assert_one_line_error(
         call_cli("bundle", "compare", tmp_path / "a", tmp_path / "empty"), "no summary"
     )
+
+
+# --- the tag manifest: the summary and the report are pinned too ------------------------------
+
+
+def edit_summary(root: Path, dataset: str, change) -> Path:
+    """Edit a summary by hand (as a tamperer would: valid JSON, its schema still met)."""
+    path = DatasetFiles(root, dataset).summary
+    summary = json.loads(path.read_text())
+    change(summary)
+    check(summary, "summary", path)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def test_the_tag_manifest_pins_the_summary_and_the_report(bundle: Path) -> None:
+    files = DatasetFiles(bundle, "idle_v1")
+    lines = files.tag_manifest.read_text().splitlines()
+    assert [line.split("  ")[1] for line in lines] == [files.summary.name, files.report.name]
+    # The format of sha256sum, so coreutils checks it too.
+    done = subprocess.run(
+        ["sha256sum", "--check", "--strict", files.tag_manifest.name],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # It is the dataset's, written last: listed by no summary, removed with the dataset.
+    assert files.tag_manifest.name not in [
+        a["path"] for a in verify_bundle(bundle).summaries["idle_v1"]["artefacts"]
+    ]
+    clear_dataset(bundle, "idle_v1")
+    assert not files.tag_manifest.exists()
+
+
+def test_a_failed_rehearsal_turned_passed_is_caught(tmp_path: Path) -> None:
+    root = tmp_path / "acceptance"
+    add_dataset(root, "idle_v1", outcomes={"bc_trainer": "failed", "anneal_smoke": "aborted"})
+    assert verify_bundle(root).ok
+
+    def passed(summary: dict[str, Any]) -> None:
+        summary["passed"] = True
+        for step in summary["steps"]:  # made consistent with itself, step by step
+            step.update(outcome="passed", message=None, remedial_action=None)
+
+    path = edit_summary(root, "idle_v1", passed)
+    report = verify_bundle(root)
+    assert [(p.kind, p.path) for p in report.problems] == [("digest", path.name)]
+    assert report.problems[0].message.startswith(f"digest: {path.name}: sha256 ")
+    assert "tagmanifest_idle_v1.txt says" in report.problems[0].message
+
+    result = call_cli("bundle", "verify", root)
+    assert result.returncode == 1
+    assert report.problems[0].message in result.stdout.splitlines()
+
+
+def test_a_flipped_verdict_alone_is_caught_twice(tmp_path: Path) -> None:
+    root = tmp_path / "acceptance"
+    add_dataset(root, "idle_v1", outcomes={"bc_trainer": "failed"})
+    path = edit_summary(root, "idle_v1", lambda s: s.update(passed=True))
+    assert problems(root) == [("digest", path.name), ("summary", path.name)]
+    repin(root, "idle_v1")  # a tamperer who rewrites the tag manifest too
+    report = verify_bundle(root)
+    assert [(p.kind, p.path) for p in report.problems] == [("summary", path.name)]
+    assert "says passed, but not every step did (bc_trainer failed)" in report.problems[0].message
+
+
+def test_a_changed_accuracy_in_the_summary_is_caught(bundle: Path) -> None:
+    path = edit_summary(
+        bundle, "idle_v1", lambda s: s["metrics"]["bc_trainer"].update(accuracy=0.995)
+    )
+    assert problems(bundle) == [("digest", path.name)]
+
+
+def test_a_changed_report_is_caught_by_the_summary_and_the_tag_manifest(bundle: Path) -> None:
+    report_path = DatasetFiles(bundle, "idle_v1").report
+    report_path.write_text(report_path.read_text().replace("Rehearsal", "Rehearsals"))
+    assert problems(bundle) == [("digest", report_path.name), ("size", report_path.name)]
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda p: p.unlink(), [("missing", "tagmanifest_idle_v1.txt")]),
+        (lambda p: p.write_text("not a line\n"), [("tagmanifest", "tagmanifest_idle_v1.txt")] * 3),
+        (
+            lambda p: p.write_text(p.read_text() + "0" * 64 + "  config_idle_v1.yaml\n"),
+            [("tagmanifest", "tagmanifest_idle_v1.txt")],
+        ),
+        (
+            lambda p: p.write_text(p.read_text().splitlines()[1] + "\n"),
+            [("tagmanifest", "tagmanifest_idle_v1.txt")],
+        ),
+        (
+            lambda p: p.write_text("0" * 64 + p.read_text()[64:]),
+            [("digest", "summary_idle_v1.json")],
+        ),
+    ],
+    ids=["missing", "malformed", "foreign-file", "summary-unpinned", "wrong-digest"],
+)
+def test_a_damaged_tag_manifest_is_reported(bundle: Path, damage, expected) -> None:
+    damage(DatasetFiles(bundle, "idle_v1").tag_manifest)
+    assert problems(bundle) == expected
+    result = call_cli("bundle", "verify", bundle, "--json")
+    assert result.returncode == 1
+    check(json.loads(result.stdout), "bundle_report", "bundle verify --json")

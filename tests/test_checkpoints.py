@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from harness.training.checkpoints import (
     Checkpoint,
     CheckpointError,
     CheckpointStore,
+    checkpoint_document,
     checkpoint_id,
     load_checkpoint,
     write_checkpoint,
@@ -113,7 +115,8 @@ def test_checkpoint_json_layout(store: CheckpointStore) -> None:
     assert sorted(os.listdir(ckpt.path)) == ["checkpoint.json", "optim.pt", "policy.pt"]
     document = json.loads((ckpt.path / "checkpoint.json").read_text())
     assert document == ckpt.meta
-    assert list(document)[:5] == ["schema_version", "id", "stage", "created", "files"]
+    assert list(document)[:4] == ["schema_version", "id", "stage", "files"]
+    assert document["id"] == checkpoint_id(document) == ckpt.id
     assert document["files"] == {
         name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         for name, data in WEIGHTS.items()
@@ -138,33 +141,48 @@ def test_promote_refuses_a_checkpoint_from_elsewhere(
 # --- content addressing ----------------------------------------------------------------------
 
 
-def test_same_bytes_give_the_same_id_and_readding_changes_nothing(store: CheckpointStore) -> None:
+def _id(stage: str, files: dict[str, bytes], meta: dict[str, Any] = META) -> str:
+    return checkpoint_document(stage, files, meta)["id"]
+
+
+def test_same_content_gives_the_same_id_and_readding_changes_nothing(
+    store: CheckpointStore,
+) -> None:
     first = store.add("bc", WEIGHTS, META)
     before = store.snapshot()
-    again = store.add("bc", dict(reversed(WEIGHTS.items())), {**META, "seed": 7})
-    assert again == first  # the first write's metadata is kept, not rewritten
+    again = store.add("bc", dict(reversed(WEIGHTS.items())), dict(reversed(META.items())))
+    assert again == first  # the same payloads and metadata, in any order: the same checkpoint
     assert store.snapshot() == before
-    assert checkpoint_id("bc", WEIGHTS) == first.id
+    assert _id("bc", WEIGHTS) == first.id
     assert re.fullmatch(r"bc-[0-9a-f]{12}", first.id)
+    # The same weights with other metadata are another checkpoint: the id covers both.
+    other = store.add("bc", WEIGHTS, {**META, "seed": 7})
+    assert other.id != first.id and load_checkpoint(first.path) == first
 
 
 @pytest.mark.parametrize(
-    "other",
+    ("other", "meta"),
     [
-        ("bc", {"policy.pt": b"\x80\x02weights-onE", "optim.pt": b"optimiser state"}),
-        ("bc", {"model.pt": WEIGHTS["policy.pt"], "optim.pt": WEIGHTS["optim.pt"]}),
-        ("bc", {"policy.pt": WEIGHTS["policy.pt"]}),
-        ("ppo", WEIGHTS),
+        (("bc", {"policy.pt": b"\x80\x02weights-onE", "optim.pt": b"optimiser state"}), META),
+        (("bc", {"model.pt": WEIGHTS["policy.pt"], "optim.pt": WEIGHTS["optim.pt"]}), META),
+        (("bc", {"policy.pt": WEIGHTS["policy.pt"]}), META),
+        (("ppo", WEIGHTS), META),
+        (("bc", WEIGHTS), {**META, "metrics": {"accuracy": 0.91}}),
+        (("bc", WEIGHTS), {**META, "dataset": "other"}),
+        (("bc", WEIGHTS), {**META, "parent": "bc-0123456789ab"}),
+        (("bc", WEIGHTS), {**META, "policy": {"obs_dim": 4, "n_actions": 2}}),
     ],
-    ids=["bytes", "name", "files", "stage"],
+    ids=["bytes", "name", "files", "stage", "metrics", "dataset", "parent", "policy"],
 )
-def test_different_content_gives_a_different_id(other: tuple[str, dict[str, bytes]]) -> None:
-    assert checkpoint_id(*other) != checkpoint_id("bc", WEIGHTS)
+def test_different_content_gives_a_different_id(
+    other: tuple[str, dict[str, bytes]], meta: dict[str, Any]
+) -> None:
+    assert _id(*other, meta) != _id("bc", WEIGHTS)
 
 
 def test_names_and_bytes_are_framed_unambiguously() -> None:
-    assert checkpoint_id("bc", {"ab": b"c"}) != checkpoint_id("bc", {"a": b"bc"})
-    assert checkpoint_id("bc", {"a": b"", "b": b"x"}) != checkpoint_id("bc", {"a": b"b", "x": b""})
+    assert _id("bc", {"ab": b"c"}) != _id("bc", {"a": b"bc"})
+    assert _id("bc", {"a": b"", "b": b"x"}) != _id("bc", {"a": b"b", "x": b""})
 
 
 def test_a_damaged_checkpoint_with_the_same_id_is_not_reused(store: CheckpointStore) -> None:
@@ -268,7 +286,7 @@ def test_a_crash_while_writing_a_checkpoint_leaves_no_folder(
     monkeypatch.undo()
 
     assert sorted(os.listdir(promoted_store.checkpoints_dir)) == listing
-    assert not (promoted_store.checkpoints_dir / checkpoint_id("bc", OTHER)).exists()
+    assert not (promoted_store.checkpoints_dir / _id("bc", OTHER)).exists()
     assert promoted_store.snapshot() == before
 
 
@@ -342,9 +360,10 @@ def test_a_flipped_byte_is_named_in_one_line(store: CheckpointStore) -> None:
         (lambda p: p.write_bytes(b"short"), "size mismatch (expected 13 bytes, found 5)"),
         (lambda p: p.unlink(), "payload file missing"),
         (lambda p: (p.unlink(), p.mkdir()), "cannot read payload"),
-        (lambda p: (p.unlink(), p.symlink_to("/etc/hostname")), "payload is a link"),
+        (lambda p: (p.unlink(), p.symlink_to("/etc/hostname")), "payload file is a link"),
+        (lambda p: (p.unlink(), os.mkfifo(p)), "cannot read payload file: not a regular file"),
     ],
-    ids=["truncated", "missing", "folder", "link"],
+    ids=["truncated", "missing", "folder", "link", "fifo"],
 )
 def test_damaged_payloads_are_named(store: CheckpointStore, damage, message: str) -> None:
     ckpt = store.add("bc", WEIGHTS, META)
@@ -355,7 +374,7 @@ def test_damaged_payloads_are_named(store: CheckpointStore, damage, message: str
 
 
 def test_rewritten_metadata_is_caught_by_the_id(store: CheckpointStore) -> None:
-    """Swapping the weights and fixing up their sha256 still fails: the id is over the bytes."""
+    """Swapping the weights and fixing up their sha256 still fails: the id covers them."""
     ckpt = store.add("bc", WEIGHTS, META)
     ckpt.file("policy.pt").write_bytes(b"swapped weights")
     document = copy.deepcopy(ckpt.meta)
@@ -364,7 +383,7 @@ def test_rewritten_metadata_is_caught_by_the_id(store: CheckpointStore) -> None:
     (ckpt.path / "checkpoint.json").write_text(json.dumps(document))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(ckpt.path)
-    assert "does not match its payload files" in _one_line(info, f"{ckpt.path}/checkpoint.json: ")
+    assert "does not match its content" in _one_line(info, f"{ckpt.path}/checkpoint.json: ")
 
 
 def test_a_renamed_checkpoint_folder_is_refused(store: CheckpointStore) -> None:
@@ -452,13 +471,14 @@ def test_misuse_is_a_value_error_and_writes_nothing(
 @pytest.mark.parametrize(
     ("change", "key"),
     [
-        (lambda d: d.pop("created"), "(top level)"),
-        (lambda d: d.update(created="2024-01-01 10:00"), "created"),
+        (lambda d: d.pop("files"), "(top level)"),
+        (lambda d: d.update(schema_version=1), "schema_version"),
         (lambda d: d.update(config_hash="abc"), "config_hash"),
         (lambda d: d.update(metrics=[0.9]), "metrics"),
         (lambda d: d.update(id="bc-XYZ"), "id"),
         (lambda d: d["files"]["policy.pt"].update(extra=1), "files.policy.pt.extra"),
         (lambda d: d["files"]["policy.pt"].update(bytes=-1), "files.policy.pt.bytes"),
+        (lambda d: d["files"]["policy.pt"].update(bytes=1 << 40), "files.policy.pt.bytes"),
         (lambda d: d["files"].update({"../x": d["files"]["policy.pt"]}), "files"),
         (lambda d: d["files"].update({"checkpoint.json": d["files"]["policy.pt"]}), "files"),
     ],
@@ -488,12 +508,11 @@ def test_pointer_schema_rejects(promoted_store: CheckpointStore, change, key: st
     assert problems and problems[0].startswith(f"{key}:"), problems
 
 
-def test_list_is_oldest_first_then_by_id(
-    store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stamps = iter(["2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z", "2024-05-01T00:00:00Z"])
-    monkeypatch.setattr(checkpoints, "utc_now", lambda: next(stamps))
+def test_list_is_oldest_first_then_by_id(store: CheckpointStore) -> None:
     added = [store.add("bc", {"policy.pt": bytes([i])}, {}) for i in range(3)]
+    now = time.time()
+    for checkpoint, age in zip(added, (100, 200, 200), strict=True):
+        os.utime(checkpoint.path / "checkpoint.json", (now - age, now - age))
     later, *same_time = added
     expected = [*sorted(same_time, key=lambda c: c.id), later]
     assert store.list() == expected == store.list(verify=True)
@@ -516,3 +535,120 @@ def test_the_store_does_not_import_torch() -> None:
     code = "import sys, harness.training.checkpoints; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+# --- the id covers the metadata; links, FIFOs and huge files are refused unread -----------------
+
+
+def _rewrite_meta(ckpt: Checkpoint, change, fix_id: bool = False) -> None:
+    """Edit ``checkpoint.json`` by hand; with ``fix_id``, as a forger would: id recomputed."""
+    document = copy.deepcopy(ckpt.meta)
+    change(document)
+    if fix_id:
+        document["id"] = checkpoint_id(document)
+    (ckpt.path / "checkpoint.json").write_text(json.dumps(document, indent=2))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(policy={"obs_dim": 4, "n_actions": 3, "hidden_sizes": [64]}),
+        lambda d: d["metrics"].update(accuracy=0.99),
+        lambda d: d.update(dataset="idle_v1"),
+        lambda d: d.update(parent="bc-0123456789ab"),
+        lambda d: d.update(seed=1),
+        lambda d: d.update(note="added"),
+        lambda d: d.pop("config_hash"),
+    ],
+    ids=["policy", "metrics", "dataset", "parent", "seed", "added-key", "removed-key"],
+)
+def test_an_edited_checkpoint_json_is_refused(promoted_store: CheckpointStore, change) -> None:
+    ckpt = promoted_store.promoted()
+    _rewrite_meta(ckpt, change)
+    meta_path = ckpt.path / "checkpoint.json"
+    for read in (lambda: load_checkpoint(ckpt.path, verify=False), promoted_store.promoted):
+        with pytest.raises(CheckpointError) as info:
+            read()
+        message = _one_line(info, f"{meta_path}: id '{ckpt.id}' does not match its content")
+        assert message.endswith("the file was edited")
+
+
+def test_a_forged_id_no_longer_names_the_folder(promoted_store: CheckpointStore) -> None:
+    """Recomputing the id after an edit gives another id: the folder, the pointer and the
+    records still name the old one."""
+    ckpt = promoted_store.promoted()
+    _rewrite_meta(ckpt, lambda d: d["metrics"].update(accuracy=0.99), fix_id=True)
+    with pytest.raises(CheckpointError, match="does not match its folder name"):
+        promoted_store.promoted()
+
+
+@pytest.mark.parametrize("where", ["folder", "checkpoint.json", "promoted.json", "checkpoints"])
+def test_links_in_the_store_are_refused(
+    promoted_store: CheckpointStore, tmp_path: Path, where: str
+) -> None:
+    """A link is refused wherever it leads, here to an exact copy outside the store."""
+    ckpt = promoted_store.promoted()
+    outside = tmp_path / "outside"
+    shutil.copytree(promoted_store.root, outside)
+    place = {
+        "folder": ckpt.path,
+        "checkpoint.json": ckpt.path / "checkpoint.json",
+        "promoted.json": promoted_store.pointer,
+        "checkpoints": promoted_store.root / "checkpoints",
+    }[where]
+    target = outside / place.relative_to(promoted_store.root)
+    (shutil.rmtree if place.is_dir() else os.unlink)(place)
+    place.symlink_to(target, target_is_directory=target.is_dir())
+    with pytest.raises(CheckpointError) as info:
+        promoted_store.promoted()
+    assert "is a link" in _one_line(info, "")
+
+
+def test_a_fifo_or_dev_zero_in_place_of_promoted_json_is_refused(
+    promoted_store: CheckpointStore,
+) -> None:
+    signal.alarm(20)  # a reader that blocked on the FIFO would fail here, not hang the suite
+    try:
+        promoted_store.pointer.unlink()
+        os.mkfifo(promoted_store.pointer)
+        with pytest.raises(CheckpointError, match="not a regular file"):
+            promoted_store.promoted()
+        promoted_store.pointer.unlink()
+        promoted_store.pointer.symlink_to("/dev/zero")
+        with pytest.raises(CheckpointError, match="is a link"):
+            promoted_store.promoted()
+    finally:
+        signal.alarm(0)
+
+
+def test_a_huge_sparse_payload_is_refused_by_its_size_before_it_is_read(
+    promoted_store: CheckpointStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt = promoted_store.promoted()
+    payload = ckpt.file("policy.pt")
+    with open(payload, "r+b") as fh:
+        fh.truncate(8 << 30)  # 8 GiB, sparse: nothing on disk
+
+    real_fdopen = os.fdopen
+
+    def no_reading(fd: int, *args: Any, **kwargs: Any) -> Any:
+        if os.readlink(f"/proc/self/fd/{fd}") == str(payload):
+            raise AssertionError("the payload was opened for reading before its size was checked")
+        return real_fdopen(fd, *args, **kwargs)
+
+    with monkeypatch.context() as patch, pytest.raises(CheckpointError) as info:
+        patch.setattr(os, "fdopen", no_reading)
+        promoted_store.promoted()
+    assert _one_line(info, f"{payload}: size mismatch (expected 13 bytes, found 8589934592)")
+    # A forged checkpoint.json that records the huge size is refused by its schema.
+    _rewrite_meta(ckpt, lambda d: d["files"]["policy.pt"].update(bytes=8 << 30), fix_id=True)
+    with pytest.raises(SchemaError, match=r"files\.policy\.pt\.bytes"):
+        load_checkpoint(ckpt.path)
+
+
+def test_checkpoint_payload_reads_after_its_checks(store: CheckpointStore) -> None:
+    ckpt = store.add("bc", WEIGHTS, META)
+    assert ckpt.payload("policy.pt") == WEIGHTS["policy.pt"]
+    ckpt.file("policy.pt").write_bytes(b"\x80\x02weights-onE")  # same size, other bytes
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        ckpt.payload("policy.pt")

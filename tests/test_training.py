@@ -224,7 +224,7 @@ def test_a_crash_while_logging_leaves_the_previous_log(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(HarnessError, match="the store and the run log are as they were"):
         TrainingHarness(preflight(tmp_path)).run_bc_training()
     monkeypatch.undo()
     assert log.read_bytes() == before

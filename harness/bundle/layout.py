@@ -14,15 +14,22 @@ other's files, and a rerun replaces exactly one dataset's files::
     pytest_report_<d>.json       the pytest JSON report of <d>'s tests
     acceptance_report_<d>.md     the human-readable report
     summary_<d>.json             outcomes, metrics, artefacts (sha256, size), environment
+    tagmanifest_<d>.txt          sha256 of the summary and the report, written last
 
 The run log is the one shared file, so a summary pins only its own dataset's records in it: the
 sha256 and size of their canonical JSON (``records_digest``), not of the whole file.
+
+The summary pins every other file of its dataset; the tag manifest pins the summary itself and
+the report, as a BagIt bag's ``tagmanifest-sha256.txt`` pins its manifests. It has the format of
+``sha256sum`` (``<sha256>  <file name>`` lines), so ``sha256sum -c tagmanifest_<d>.txt`` in the
+bundle checks it too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,8 @@ RUN_LOG = f"{LOGS_DIR}/{LOG_NAME}"
 RUN_LOG_LOCK = f"{LOGS_DIR}/{LOCK_NAME}"  # beside the run log while it is updated
 RUNS_DIR = "runs"
 SUMMARY_GLOB = "summary_*.json"
+TAG_LINE = re.compile(r"([0-9a-f]{64})  ([^\n]+)")
+MAX_TAG_MANIFEST_BYTES = 64 << 10  # two lines; anything larger is not a tag manifest
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,15 @@ class DatasetFiles:
         return self._file(f"summary_{self.dataset}.json")
 
     @property
+    def tag_manifest(self) -> Path:
+        return self._file(f"tagmanifest_{self.dataset}.txt")
+
+    @property
+    def tag_files(self) -> list[Path]:
+        """What the tag manifest pins: the summary and the report (the summary pins the rest)."""
+        return [self.summary, self.report]
+
+    @property
     def runs(self) -> Path:
         return self.root / RUNS_DIR / self.dataset
 
@@ -90,8 +108,10 @@ class DatasetFiles:
 
     @property
     def files(self) -> list[Path]:
-        """The dataset's top-level files (its ``runs/<d>/`` folder aside)."""
+        """The dataset's top-level files (its ``runs/<d>/`` folder aside), the tag manifest
+        first: it is written last and removed first."""
         return [
+            self.tag_manifest,
             self.config,
             self.rollback_config,
             self.manifest,

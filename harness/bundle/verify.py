@@ -2,10 +2,13 @@
 recomputed, and every difference reported as one typed problem, bagit style.
 
 Verification runs in phases, cheap ones first: the folder is a bundle (``_validate_structure``);
-each summary is readable, valid and named for its dataset (``_validate_summaries``); each of a
-summary's entries matches the file or records it pins (``_SummaryCheck.validate_entries``); the
-summary lists everything its dataset owns (``_SummaryCheck.validate_completeness``); and nothing
-in the bundle is left that no summary accounts for (``_validate_strays``).
+each summary and report match the tag manifest written after them (``_validate_tag_manifest``),
+so an edited summary is caught even where it is consistent with itself; each summary is readable,
+valid, named for its dataset and its verdict agrees with its steps (``_validate_summaries``);
+each of a summary's entries matches the file or records it pins
+(``_SummaryCheck.validate_entries``); the summary lists everything its dataset owns
+(``_SummaryCheck.validate_completeness``); and nothing in the bundle is left that no summary
+accounts for (``_validate_strays``).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.bundle.layout import (
+    MAX_TAG_MANIFEST_BYTES,
     RUN_LOG,
     RUN_LOG_LOCK,
     RUNS_DIR,
+    TAG_LINE,
     DatasetFiles,
     records_digest,
     run_log,
@@ -37,7 +42,7 @@ class BundleProblem:
     """One difference between a bundle and its summaries (bagit style: typed, one line each)."""
 
     kind: str
-    """missing | size | digest | unexpected | unreadable | summary"""
+    """missing | size | digest | unexpected | unreadable | summary | tagmanifest"""
     path: str
     """relative to the bundle (posix)"""
     message: str
@@ -153,6 +158,7 @@ def _validate_summaries(
 
     A generator, so that each summary's own problems follow those of the summary before it."""
     for path in paths:
+        _validate_tag_manifest(report, DatasetFiles(report.root, summary_dataset(path)))
         try:
             summary = load_json(path, "summary")
             check(summary, "summary", path)
@@ -165,7 +171,81 @@ def _validate_summaries(
             report.add("summary", path.name, what)
             continue
         report.summaries[dataset] = summary
+        _validate_verdict(report, path, summary)
         yield _SummaryCheck(report, path, summary, log)
+
+
+def _validate_verdict(report: BundleReport, path: Path, summary: dict[str, Any]) -> None:
+    """A summary's ``passed`` is what its steps say: every one of them passed."""
+    failed = [f"{s['step']} {s['outcome']}" for s in summary["steps"] if s["outcome"] != "passed"]
+    if summary["passed"] and failed:
+        report.add(
+            "summary", path.name, f"says passed, but not every step did ({', '.join(failed)})"
+        )
+    elif not summary["passed"] and not failed:
+        report.add("summary", path.name, "says not passed, but every step passed")
+
+
+def _validate_tag_manifest(report: BundleReport, files: DatasetFiles) -> None:
+    """The summary and the report against ``tagmanifest_<d>.txt`` (BagIt's tag manifest): a
+    changed summary or report is a digest problem naming it."""
+    tag, root = files.tag_manifest.name, report.root
+    text = _tag_text(report, files)
+    if text is None:
+        return
+    allowed = {path.name for path in files.tag_files}
+    listed: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = TAG_LINE.fullmatch(line)
+        if match is None or match[2] not in allowed or match[2] in listed:
+            what = (
+                "not '<sha256>  <file name>'"
+                if match is None
+                else f"{match[2]} is listed twice"
+                if match[2] in listed
+                else f"{match[2]} is not the summary or the report of dataset '{files.dataset}'"
+            )
+            report.add("tagmanifest", tag, f"line {number}: {what}")
+            continue
+        listed[match[2]] = match[1]
+    for name in sorted(allowed - set(listed)):
+        if name == files.summary.name or (root / name).exists():
+            report.add("tagmanifest", tag, f"does not pin {name}")
+    for name, expected in sorted(listed.items()):
+        target = root / name
+        if not target.is_file():
+            report.add("missing", name, f"pinned by {tag} but not in the bundle")
+        elif not _inside(target, root) or target.is_symlink():
+            report.add("unreadable", name, "is a link; not read")
+        elif (found := _sha256(report, name, target)) is not None and found != expected:
+            report.add("digest", name, f"sha256 {found}, {tag} says {expected}")
+
+
+def _tag_text(report: BundleReport, files: DatasetFiles) -> str | None:
+    """The tag manifest's text; ``None`` after reporting why there is none to check."""
+    path, tag = files.tag_manifest, files.tag_manifest.name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        report.add("unreadable", tag, "is not a regular file; not read")
+        return None
+    if not path.exists():
+        report.add("missing", tag, f"not in the bundle: nothing pins {files.summary.name}")
+        return None
+    try:
+        if path.stat().st_size > MAX_TAG_MANIFEST_BYTES:
+            report.add("tagmanifest", tag, f"larger than {MAX_TAG_MANIFEST_BYTES} bytes; not read")
+            return None
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.add("unreadable", tag, getattr(exc, "strerror", None) or str(exc))
+        return None
+
+
+def _sha256(report: BundleReport, rel: str, path: Path) -> str | None:
+    try:
+        return sha256_file(path).sha256
+    except OSError as exc:
+        report.add("unreadable", rel, exc.strerror or str(exc))
+        return None
 
 
 @dataclass
@@ -264,7 +344,10 @@ class _SummaryCheck:
         listed = {entry["path"] for entry in self.summary["artefacts"]}
         for file in DatasetFiles(root, dataset).existing():
             rel = file.relative_to(root).as_posix()
-            if file != self.path and rel not in listed:
+            if (
+                file not in (self.path, DatasetFiles(root, dataset).tag_manifest)
+                and rel not in listed
+            ):
                 what = f"belongs to dataset '{dataset}' but its summary does not list it"
                 self.problem("unexpected", rel, what)
         # Only the first entry of a path counts: a second one is "listed twice".

@@ -29,9 +29,10 @@ TRAIN_DESCRIPTION = (
 )
 TRAIN_EPILOG = (
     "exit codes: 0 every gate passed; 1 the dataset failed its integrity check (nothing "
-    "trained); 2 bad arguments or input (one line on stderr, nothing written); 3 a gate failed "
-    'and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged); 70 '
-    "an unexpected error, a bug (one line on stderr naming the file in the log folder that "
+    "trained); 2 bad arguments or input, or outputs that cannot be written (one line on "
+    "stderr; the stage it stopped leaves the store and the run log as they were); 3 a gate "
+    'failed and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged); '
+    "70 an unexpected error, a bug (one line on stderr naming the file in the log folder that "
     "holds its traceback)"
 )
 MODES = ("bc", "ppo", "mixed")

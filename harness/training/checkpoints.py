@@ -1,259 +1,98 @@
-"""The checkpoint store: content-addressed checkpoints, promotion, and rollback by never writing.
+"""The checkpoint store: checkpoints, the promotion pointer, and rollback by never writing.
 
 Layout of a store (``output.checkpoint_dir`` of a training config)::
 
     <store>/
       promoted.json                  # the pointer; absent until the first promotion
+      promoting.json                 # only while a promotion is under way (or was interrupted)
       checkpoints/<id>/checkpoint.json
       checkpoints/<id>/<payload files, e.g. policy.pt>
 
-A checkpoint is a folder holding its payload files (opaque bytes: the trainer serialises its
-state dict itself, so this module never imports torch) and ``checkpoint.json`` with their sha256
-and the caller's metadata. Its id is ``<stage>-<12 hex>`` over the payload bytes, so a
-deterministic rerun finds its checkpoint already there instead of writing a duplicate.
+Each ``checkpoints/<id>/`` is a checkpoint folder (``checkpoint_folder``): its id covers its
+metadata and payloads, it is written whole or not at all, and it is verified when read.
 
 Promotion and rollback:
 
-- A checkpoint whose gate passed is added to the store, then ``promote`` moves the pointer: one
-  atomic replace of ``promoted.json``, the only moment the pointer moves.
-- A checkpoint whose gate failed is never written into the store: ``set_aside`` writes it to a
-  quarantine folder chosen by the caller (the trainer uses ``<log dir>/rejected``). So on a failed
-  gate every byte of the store is unchanged, which ``CheckpointStore.snapshot`` lets tests prove.
+- ``commit`` is a passed gate's transaction: the checkpoint is written into the store, then its
+  run-log record (the commit point), then ``promoted.json`` moves (see "Crash safety").
+- ``reject`` is the rollback: a checkpoint whose gate failed goes to a quarantine folder chosen by
+  the caller (the trainer uses ``<log dir>/rejected``), then its record; every byte of the store
+  stays as it was, which ``CheckpointStore.snapshot`` lets tests prove.
 
-Crash safety: a checkpoint folder is built as a hidden ``.tmp-<id>-XXXX`` folder beside its final
-place and renamed onto it once complete, so ``<id>/`` is either whole or absent. A writer killed
-before its rename leaves only the hidden temp folder, which every reader skips and the next write
-into the same folder removes once it is ``STALE_TEMP_SECONDS`` old (see ``stale_temp_cleanup``).
+Crash safety: a promotion first writes ``promoting.json`` (the new pointer and the digest of the
+record that confirms it), then appends the record, then replaces ``promoted.json`` and removes
+``promoting.json``. Readers take the new pointer from ``promoting.json`` exactly when its record
+is in the run log, so a crash at any point leaves the old state or the whole new one, and
+``promoted.json`` never names a checkpoint without its record. The next promotion, under the
+store's lock, completes or drops what an interrupted one left. A failed write is undone: the
+record withdrawn, ``promoting.json`` and the new checkpoint folder removed.
 
 Reading (``CheckpointStore(...)``, ``promoted``, ``list``, ``snapshot``, ``load_checkpoint``)
-never writes, and nothing here writes outside the folder it is given.
+never writes, and refuses links inside the store and files that are not regular
+(``storefiles``); nothing here writes outside the folder it is given.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
+import fcntl
 import os
-import re
-import shutil
-import tempfile
-import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import dumps_json, fsync_dir, write_json_atomic
+from harness.atomic import write_json_atomic
 from harness.errors import HarnessError
 from harness.formatting import utc_now
 from harness.hashing import sha256_file
-from harness.validation import check, load_validated
+from harness.training.checkpoint_folder import (
+    MAX_PAYLOAD_BYTES,
+    META_NAME,
+    RESERVED_KEYS,
+    SCHEMA_VERSION,
+    STALE_TEMP_SECONDS,
+    TEMP_PREFIX,
+    Checkpoint,
+    checkpoint_document,
+    checkpoint_id,
+    discard,
+    load_checkpoint,
+    no_link,
+    stale_temp_cleanup,
+    write_checkpoint,
+    write_new,
+)
+from harness.training.runlog import PendingRecord, holds_record
+from harness.training.storefiles import CheckpointError, load_json_regular
+from harness.validation import check
 
-SCHEMA_VERSION = 1
-META_NAME = "checkpoint.json"
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "META_NAME",
+    "RESERVED_KEYS",
+    "SCHEMA_VERSION",
+    "STALE_TEMP_SECONDS",
+    "TEMP_PREFIX",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointStore",
+    "PromotionStands",
+    "checkpoint_document",
+    "checkpoint_id",
+    "load_checkpoint",
+    "stale_temp_cleanup",
+    "write_checkpoint",
+]
+
 POINTER_NAME = "promoted.json"
+INTENT_NAME = "promoting.json"
 CHECKPOINTS_DIR = "checkpoints"
-TEMP_PREFIX = ".tmp-"
-# A temp folder younger than this may belong to a writer that is still running (two runs sharing
-# a store), so cleanup leaves it alone; writing a checkpoint takes well under a second.
-STALE_TEMP_SECONDS = 600.0
-
-# Stages and payload names become path components: one plain name, never hidden, never a path.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_RESERVED = ("schema_version", "id", "stage", "created", "files")
+MAX_POINTER_BYTES = 1 << 20
 
 
-class CheckpointError(HarnessError):
-    """A checkpoint or the promotion pointer is damaged: missing, altered or inconsistent."""
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    id: str
-    path: Path
-    """The checkpoint's folder."""
-    meta: dict[str, Any]
-    """The whole ``checkpoint.json`` document (schema_version, id, stage, created, files, ...)."""
-
-    @property
-    def stage(self) -> str:
-        return str(self.meta["stage"])
-
-    def file(self, name: str) -> Path:
-        """Path of the payload file ``name`` (a ``KeyError`` if the checkpoint has none)."""
-        if name not in self.meta["files"]:
-            raise KeyError(f"checkpoint {self.id} has no payload file {name!r}")
-        return self.path / name
-
-
-def checkpoint_id(stage: str, files: Mapping[str, bytes]) -> str:
-    """``<stage>-<12 hex>``: sha256 over the payload files in name order, names and bytes both.
-
-    Each name and each payload is preceded by its length, so no two different file sets hash
-    the same stream (``{"ab": b"c"}`` and ``{"a": b"bc"}`` differ).
-    """
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        encoded = name.encode("utf-8")
-        data = files[name]
-        digest.update(len(encoded).to_bytes(8, "big") + encoded)
-        digest.update(len(data).to_bytes(8, "big"))
-        digest.update(data)
-    return f"{stage}-{digest.hexdigest()[:12]}"
-
-
-def _file_entries(files: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
-    return {
-        name: {"sha256": hashlib.sha256(files[name]).hexdigest(), "bytes": len(files[name])}
-        for name in sorted(files)
-    }
-
-
-def _check_arguments(stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]) -> None:
-    # Misuse by the calling code, not bad user input: a plain ValueError.
-    if not _NAME.fullmatch(stage):
-        raise ValueError(f"invalid checkpoint stage {stage!r}")
-    if not files:
-        raise ValueError("a checkpoint needs at least one payload file")
-    for name in files:
-        if not _NAME.fullmatch(name) or name == META_NAME:
-            raise ValueError(f"invalid payload file name {name!r}")
-    clash = [key for key in _RESERVED if key in meta]
-    if clash:
-        raise ValueError(f"checkpoint meta may not set {', '.join(clash)}")
-
-
-def stale_temp_cleanup(parent: Path, max_age: float = STALE_TEMP_SECONDS) -> list[Path]:
-    """Remove the ``.tmp-*`` folders in ``parent`` older than ``max_age`` seconds; return them.
-
-    They are what a writer killed before its rename leaves behind: never referenced by anything,
-    skipped by every reader. Only write paths call this, and only on the folder they write into,
-    so a failed gate (which writes only to its quarantine folder) never cleans the store.
-    """
-    removed: list[Path] = []
-    if not parent.is_dir():
-        return removed
-    cutoff = time.time() - max_age
-    for entry in sorted(parent.iterdir()):
-        if not entry.name.startswith(TEMP_PREFIX) or entry.is_symlink() or not entry.is_dir():
-            continue
-        with contextlib.suppress(OSError):  # best effort: a leftover is harmless, only untidy
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry)
-                removed.append(entry)
-    return removed
-
-
-def write_checkpoint(
-    parent: Path, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]
-) -> Checkpoint:
-    """Write ``<parent>/<id>/`` atomically and return it; reuse it if it already holds these bytes.
-
-    A reused checkpoint is returned untouched (its ``checkpoint.json``, with the metadata of the
-    first write, is not rewritten). A folder with the same id but other or damaged payload files
-    is a ``CheckpointError``. On any failure nothing is left in ``parent`` but what was there.
-    """
-    parent = Path(parent)
-    _check_arguments(stage, files, meta)
-    ckpt_id = checkpoint_id(stage, files)
-    target = parent / ckpt_id
-    entries = _file_entries(files)
-    document = {
-        "schema_version": SCHEMA_VERSION,
-        "id": ckpt_id,
-        "stage": stage,
-        "created": utc_now(),
-        "files": entries,
-        **meta,
-    }
-    # Serialise and validate before touching the disk: bad metadata writes nothing at all.
-    text = dumps_json(document)
-    document = json.loads(text)  # exactly what load_checkpoint will read back
-    check(document, "checkpoint", target / META_NAME)
-
-    parent.mkdir(parents=True, exist_ok=True)
-    stale_temp_cleanup(parent)
-    if target.exists():
-        return _reuse(target, stage, entries)
-
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{ckpt_id}-", dir=parent))
-    try:
-        # Payloads first, checkpoint.json last: each file fsynced before the folder is renamed.
-        contents = {**{name: files[name] for name in entries}, META_NAME: text.encode("utf-8")}
-        for name, data in contents.items():
-            with open(tmp / name, "xb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a checkpoint is as readable as a file
-        os.rename(tmp, target)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError) and target.exists():
-            # Another writer renamed the same checkpoint into place first: same bytes, reuse it.
-            return _reuse(target, stage, entries)
-        raise
-    fsync_dir(parent)
-    return Checkpoint(ckpt_id, target, document)
-
-
-def _reuse(target: Path, stage: str, entries: dict[str, dict[str, Any]]) -> Checkpoint:
-    existing = load_checkpoint(target, verify=True)
-    if existing.stage != stage or existing.meta["files"] != entries:
-        raise CheckpointError(
-            f"{target / META_NAME}: holds other payload files than the checkpoint being written "
-            "with the same id"
-        )
-    return existing
-
-
-def load_checkpoint(folder: Path, verify: bool = True) -> Checkpoint:
-    """Read and schema-check ``<folder>/checkpoint.json``; with ``verify``, check every payload.
-
-    Verification recomputes each payload file's size and sha256 and the id from the bytes, and
-    raises ``CheckpointError`` naming the first file that does not match.
-    """
-    folder = Path(folder)
-    meta_path = folder / META_NAME
-    document = load_validated(meta_path, "checkpoint", "checkpoint metadata")
-    ckpt_id, stage = document["id"], document["stage"]
-    if ckpt_id != folder.name:
-        raise CheckpointError(f"{meta_path}: id '{ckpt_id}' does not match its folder name")
-    if not ckpt_id.startswith(f"{stage}-"):
-        raise CheckpointError(f"{meta_path}: id '{ckpt_id}' does not match its stage '{stage}'")
-    if verify:
-        payloads: dict[str, bytes] = {}
-        for name, expected in document["files"].items():
-            path = folder / name
-            if path.is_symlink():
-                raise CheckpointError(f"{path}: payload is a link, expected a regular file")
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise CheckpointError(f"{path}: payload file missing") from None
-            except OSError as exc:
-                raise CheckpointError(
-                    f"{path}: cannot read payload: {exc.strerror or exc}"
-                ) from None
-            if len(data) != expected["bytes"]:
-                raise CheckpointError(
-                    f"{path}: size mismatch (expected {expected['bytes']} bytes, found {len(data)})"
-                )
-            found = hashlib.sha256(data).hexdigest()
-            if found != expected["sha256"]:
-                raise CheckpointError(
-                    f"{path}: sha256 mismatch (expected {expected['sha256']}, found {found})"
-                )
-            payloads[name] = data
-        # Every file matches its sheet, so a different id means checkpoint.json was rewritten.
-        actual = checkpoint_id(stage, payloads)
-        if actual != ckpt_id:
-            raise CheckpointError(
-                f"{meta_path}: id '{ckpt_id}' does not match its payload files (they hash to '{actual}')"
-            )
-    return Checkpoint(ckpt_id, folder, document)
+class PromotionStands(HarnessError):
+    """A write failed after the promotion's record was logged and could not be undone: the
+    promotion stands (``promoting.json`` completes ``promoted.json`` on the next promotion)."""
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -274,24 +113,31 @@ class CheckpointStore:
         return self.root / POINTER_NAME
 
     @property
+    def intent(self) -> Path:
+        """``promoting.json``: the promotion under way, or one a crash interrupted."""
+        return self.root / INTENT_NAME
+
+    @property
     def checkpoints_dir(self) -> Path:
+        no_link(self.root / CHECKPOINTS_DIR, "checkpoints folder")
         return self.root / CHECKPOINTS_DIR
+
+    # --- reading ---------------------------------------------------------------------------
 
     def promoted(self) -> Checkpoint | None:
         """The promoted checkpoint, verified; ``None`` before the first promotion."""
-        if not self.pointer.exists():
+        document = self._effective_pointer()
+        if document is None:
             return None
-        document = load_validated(self.pointer, "promoted", "checkpoint pointer")
         ckpt_id = document["checkpoint"]
         if document["path"] != f"{CHECKPOINTS_DIR}/{ckpt_id}":
             raise CheckpointError(
                 f"{self.pointer}: path '{document['path']}' does not match checkpoint '{ckpt_id}'"
             )
         folder = self.checkpoints_dir / ckpt_id
-        if not folder.is_dir():
-            raise CheckpointError(
-                f"{self.pointer}: promoted checkpoint '{ckpt_id}' is missing (no folder {folder})"
-            )
+        if not folder.is_dir() or folder.is_symlink():
+            what = "is a link" if folder.is_symlink() else f"is missing (no folder {folder})"
+            raise CheckpointError(f"{self.pointer}: promoted checkpoint '{ckpt_id}' {what}")
         checkpoint = load_checkpoint(folder, verify=True)
         if checkpoint.stage != document["stage"]:
             raise CheckpointError(
@@ -300,52 +146,30 @@ class CheckpointStore:
             )
         return checkpoint
 
-    def add(self, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]) -> Checkpoint:
-        """Write a checkpoint into the store (not promoted yet); see ``write_checkpoint``."""
-        return write_checkpoint(self.checkpoints_dir, stage, files, meta)
+    def _read_pointer(self) -> dict[str, Any] | None:
+        if not os.path.lexists(self.pointer):
+            return None
+        return load_json_regular(self.pointer, MAX_POINTER_BYTES, "checkpoint pointer", "promoted")
 
-    def promote(self, ckpt: Checkpoint, gate: Mapping[str, Any]) -> None:
-        """Point ``promoted.json`` at ``ckpt``, recording the gate that passed and the previous one.
+    def _read_intent(self) -> dict[str, Any] | None:
+        if not os.path.lexists(self.intent):
+            return None
+        intent = load_json_regular(self.intent, MAX_POINTER_BYTES, "promotion", "promoting")
+        check(intent["pointer"], "promoted", f"{self.intent} (pointer)")
+        return intent
 
-        The checkpoint is verified first, so the pointer never names a damaged checkpoint.
-        Promoting the checkpoint that is already promoted writes nothing: a deterministic rerun
-        (same config, same seed, same weights) leaves the store byte for byte as it was, and
-        the chain never points at itself.
-        """
-        in_store = ckpt.path.parent.resolve() == self.checkpoints_dir.resolve()
-        if ckpt.path.name != ckpt.id or not in_store:
-            raise ValueError(f"checkpoint {ckpt.path} is not in the store {self.root}")
-        checkpoint = load_checkpoint(ckpt.path, verify=True)
-        previous: str | None = None
-        if self.pointer.exists():
-            current = load_validated(self.pointer, "promoted", "checkpoint pointer")
-            if current["checkpoint"] == checkpoint.id:
-                return
-            previous = current["checkpoint"]
-        document = {
-            "schema_version": SCHEMA_VERSION,
-            "checkpoint": checkpoint.id,
-            "stage": checkpoint.stage,
-            "path": f"{CHECKPOINTS_DIR}/{checkpoint.id}",
-            "promoted_at": utc_now(),
-            "gate": dict(gate),
-            "previous": previous,
-        }
-        check(document, "promoted", self.pointer)
-        write_json_atomic(self.pointer, document)
+    def _confirmed(self, intent: dict[str, Any]) -> bool:
+        """Whether the record that commits ``intent`` is in its run log."""
+        record = intent["record"]
+        return holds_record(self.root / record["log"], record["sha256"])
 
-    def set_aside(
-        self, quarantine: Path, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]
-    ) -> Checkpoint:
-        """Keep a checkpoint that failed its gate in ``quarantine``; the store is not touched.
-
-        This is the rollback: the pointer and every file of the store stay byte for byte as they
-        were. ``quarantine`` must be outside the store (a ``ValueError`` otherwise).
-        """
-        quarantine = Path(quarantine)
-        if _inside(quarantine, self.root):
-            raise ValueError(f"quarantine folder {quarantine} is inside the store {self.root}")
-        return write_checkpoint(quarantine, stage, files, meta)
+    def _effective_pointer(self) -> dict[str, Any] | None:
+        """The pointer as it stands: a promotion whose record is logged counts, even if a crash
+        kept it from replacing ``promoted.json``."""
+        intent = self._read_intent()
+        if intent is not None and self._confirmed(intent):
+            return intent["pointer"]
+        return self._read_pointer()
 
     def snapshot(self) -> dict[str, str]:
         """Relative posix path -> sha256 of every regular file under the root, sorted.
@@ -363,17 +187,201 @@ class CheckpointStore:
                     found[path.relative_to(self.root).as_posix()] = sha256_file(path).sha256
         return dict(sorted(found.items()))
 
+    # --- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The store's writers take turns (a lock on the root folder itself: no lock file)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def add(self, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]) -> Checkpoint:
+        """Write a checkpoint into the store (not promoted yet); see ``write_checkpoint``."""
+        return write_checkpoint(self.checkpoints_dir, stage, files, meta)
+
+    def promote(self, ckpt: Checkpoint, gate: Mapping[str, Any]) -> None:
+        """Point ``promoted.json`` at ``ckpt`` (no run log: ``commit`` is the trainer's way).
+
+        The checkpoint is verified first, so the pointer never names a damaged checkpoint.
+        Promoting the checkpoint that is already promoted writes nothing, and the chain never
+        points at itself.
+        """
+        with self._locked():
+            self._settle()
+            self._promote(ckpt, gate, None)
+
+    def commit(
+        self,
+        stage: str,
+        files: Mapping[str, bytes],
+        meta: Mapping[str, Any],
+        gate: Mapping[str, Any],
+        record: PendingRecord,
+    ) -> Checkpoint:
+        """A passed gate, as one transaction under the store's lock: write the checkpoint, log
+        ``record`` (the commit point) and promote it. A failure undoes what it wrote, unless the
+        promotion already stands (``PromotionStands``)."""
+        with self._locked():
+            self._settle()
+            checkpoint, created = write_new(self.checkpoints_dir, stage, files, meta)
+            try:
+                self._promote(checkpoint, gate, record)
+            except BaseException:
+                if created and not self._stands(checkpoint):
+                    with contextlib.suppress(OSError):
+                        discard(checkpoint)
+                raise
+            return checkpoint
+
+    def _stands(self, checkpoint: Checkpoint) -> bool:
+        """Whether ``checkpoint`` is promoted as the store reads now (``True`` when that cannot be
+        told: an undo never removes what might be promoted)."""
+        try:
+            pointer = self._effective_pointer()
+        except (OSError, HarnessError):
+            return True
+        return pointer is not None and pointer["checkpoint"] == checkpoint.id
+
+    def reject(
+        self,
+        quarantine: Path,
+        stage: str,
+        files: Mapping[str, bytes],
+        meta: Mapping[str, Any],
+        record: PendingRecord,
+    ) -> Checkpoint:
+        """A failed gate: keep the checkpoint in ``quarantine`` and log ``record``; the store is
+        not touched. If the record cannot be logged, the quarantined copy is removed again."""
+        checkpoint, created = self._quarantine(quarantine, stage, files, meta)
+        try:
+            record.append()
+        except BaseException:
+            if created and not _logged(record):
+                with contextlib.suppress(OSError):
+                    discard(checkpoint)
+            raise
+        return checkpoint
+
+    def set_aside(
+        self, quarantine: Path, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]
+    ) -> Checkpoint:
+        """Keep a checkpoint that failed its gate in ``quarantine``; the store is not touched.
+
+        This is the rollback: the pointer and every file of the store stay byte for byte as they
+        were. ``quarantine`` must be outside the store (a ``ValueError`` otherwise).
+        """
+        return self._quarantine(quarantine, stage, files, meta)[0]
+
+    def _quarantine(
+        self, quarantine: Path, stage: str, files: Mapping[str, bytes], meta: Mapping[str, Any]
+    ) -> tuple[Checkpoint, bool]:
+        quarantine = Path(quarantine)
+        if _inside(quarantine, self.root):
+            raise ValueError(f"quarantine folder {quarantine} is inside the store {self.root}")
+        return write_new(quarantine, stage, files, meta)
+
+    def _promote(
+        self, ckpt: Checkpoint, gate: Mapping[str, Any], record: PendingRecord | None
+    ) -> None:
+        """Move the pointer (under the lock, after ``_settle``); with ``record``, through
+        ``promoting.json`` and the record, as the module's "Crash safety" says."""
+        in_store = ckpt.path.parent.resolve() == self.checkpoints_dir.resolve()
+        if ckpt.path.name != ckpt.id or not in_store:
+            raise ValueError(f"checkpoint {ckpt.path} is not in the store {self.root}")
+        checkpoint = load_checkpoint(ckpt.path, verify=True)
+        current = self._read_pointer()
+        if current is not None and current["checkpoint"] == checkpoint.id:
+            if record is not None:
+                record.append()
+            return
+        document = {
+            "schema_version": 1,
+            "checkpoint": checkpoint.id,
+            "stage": checkpoint.stage,
+            "path": f"{CHECKPOINTS_DIR}/{checkpoint.id}",
+            "promoted_at": utc_now(),
+            "gate": dict(gate),
+            "previous": current["checkpoint"] if current else None,
+        }
+        check(document, "promoted", self.pointer)
+        if record is None:
+            write_json_atomic(self.pointer, document)
+            return
+        confirmation = {"log": os.path.relpath(record.log, self.root), "sha256": record.digest}
+        intent = {"schema_version": 1, "pointer": document, "record": confirmation}
+        check(intent, "promoting", self.intent)
+        write_json_atomic(self.intent, intent)
+        try:
+            record.append()  # the commit point
+            write_json_atomic(self.pointer, document)
+        except BaseException as exc:
+            self._undo(checkpoint, record, exc)
+            raise
+        with contextlib.suppress(OSError):  # a leftover agrees with promoted.json now
+            self.intent.unlink()
+
+    def _undo(self, checkpoint: Checkpoint, record: PendingRecord, exc: BaseException) -> None:
+        """After a failed write in ``_promote``: withdraw the record and drop ``promoting.json``,
+        unless ``promoted.json`` was written already. If the promotion stands after all (the
+        undo failed too), raise ``PromotionStands`` saying so."""
+        with contextlib.suppress(OSError, HarnessError):
+            current = self._read_pointer()
+            written = current is not None and current["checkpoint"] == checkpoint.id
+            if not written and holds_record(record.log, record.digest):
+                record.withdraw()
+            # promoting.json goes only with its record: the two together are the promotion.
+            if written or not holds_record(record.log, record.digest):
+                self.intent.unlink(missing_ok=True)
+        if self._stands(checkpoint) and isinstance(exc, Exception):
+            where = getattr(exc, "filename", None) or record.log
+            raise PromotionStands(
+                f"{where}: a write failed ({_reason(exc)}) after the promotion of "
+                f"{checkpoint.id} was logged, and it could not be undone: it stands, recorded in "
+                f"{record.log}; {self.intent} completes {self.pointer} on the next promotion"
+            ) from exc
+
+    def _settle(self) -> None:
+        """Complete or drop what an interrupted promotion left (under the lock): its pointer is
+        written if its record made it into the run log."""
+        intent = self._read_intent()
+        if intent is None:
+            return
+        if self._confirmed(intent) and self._read_pointer() != intent["pointer"]:
+            write_json_atomic(self.pointer, intent["pointer"])
+        self.intent.unlink()
+
     # Defined last: inside the class body, ``list`` names this method from here on.
     def list(self, verify: bool = False) -> list[Checkpoint]:
-        """The checkpoints in the store, oldest first (by ``created``, then id).
-
-        Hidden temp folders are skipped. Payloads are only hashed with ``verify``.
-        """
+        """The checkpoints in the store, oldest first (by when their metadata was written, then
+        id). Hidden temp folders are skipped. Payloads are only hashed with ``verify``."""
         if not self.checkpoints_dir.is_dir():
             return []
         checkpoints = [
             load_checkpoint(entry, verify=verify)
             for entry in self.checkpoints_dir.iterdir()
-            if entry.is_dir() and not entry.name.startswith(".")
+            if not entry.name.startswith(".") and (entry.is_dir() or entry.is_symlink())
         ]
-        return sorted(checkpoints, key=lambda c: (c.meta["created"], c.id))
+
+        def written(c: Checkpoint) -> tuple[int, str]:
+            return (c.path.joinpath(META_NAME).stat().st_mtime_ns, c.id)
+
+        return sorted(checkpoints, key=written)
+
+
+def _logged(record: PendingRecord) -> bool:
+    """Whether ``record`` is in its run log (``True`` when that cannot be told)."""
+    try:
+        return holds_record(record.log, record.digest)
+    except (OSError, HarnessError):
+        return True
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) or type(exc).__name__

@@ -22,7 +22,7 @@ from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
 from harness.formatting import and_more
 from harness.training.checkpoints import CheckpointStore, load_checkpoint
-from harness.training.finishing import StageContext
+from harness.training.finishing import StageContext, preflight
 from harness.training.results import BCResult, MixedResult, PPOResult
 from harness.training.runlog import log_path, rejected_dir
 
@@ -114,6 +114,7 @@ class TrainingHarness:
         return ppo_stage(self._context(), manifest, "ppo", None, baseline, None, ppo_log)
 
     def _context(self) -> StageContext:
+        preflight(self.config)  # a damaged run log or promoted checkpoint costs no training
         return StageContext(self.config, self.run, self.verify, self.progress)
 
     def _check_ppo_log(self, ppo_log: str | os.PathLike[str] | None) -> Path | None:

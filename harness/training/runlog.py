@@ -5,6 +5,11 @@ record by rewriting the whole file atomically, under a lock so that two processe
 folder cannot lose each other's records. The file is always complete, valid JSON: a killed run
 leaves the previous version.
 
+A stage's record is also the commit point of its promotion: ``PendingRecord`` is what the
+checkpoint store appends (and, if the promotion cannot be completed, withdraws again) while it
+moves its pointer, and ``holds_record`` tells a reader of the store whether an interrupted
+promotion's record made it into the log (``harness.training.checkpoints``).
+
 The PPO log is JSON Lines, one line per PPO update. Lines go to a hidden temporary file beside
 it as they come (``tail -f`` works on that file) and the file appears under its name, whole,
 when the stage ends; a failed or killed run leaves the previous PPO log, if any.
@@ -14,17 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_path, write_json_atomic
 from harness.errors import HarnessError
-from harness.validation import check, load_json, read_text
+from harness.training.storefiles import load_json_regular
+from harness.validation import check, read_text
 
 LOG_NAME = "anneal_results.json"
+# A record is a few KB: this is tens of thousands of stages, and refuses a file that is not a
+# log before it is read whole.
+MAX_LOG_BYTES = 64 << 20
 LOCK_NAME = f".{LOG_NAME}.lock"  # beside the run log; held while the log is rewritten
 REJECTED_DIR = "rejected"  # where a run keeps a checkpoint that failed its gate
 
@@ -40,13 +52,12 @@ def rejected_dir(log_dir: str | Path) -> Path:
 
 
 def read_log(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a run log (``[]`` when it does not exist yet), schema-checked."""
+    """The records of a run log (``[]`` when it does not exist yet), schema-checked; a log that
+    is a link, not a regular file or larger than ``MAX_LOG_BYTES`` is refused unread."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    records = load_json(path, "run log")
-    check(records, "run_log", path)
-    return records
+    return load_json_regular(path, MAX_LOG_BYTES, "run log", "run_log", error=HarnessError)
 
 
 @contextlib.contextmanager
@@ -80,6 +91,51 @@ def update_log(
 def append_record(log_dir: str | Path, record: dict[str, Any]) -> Path:
     """Append ``record`` to the log in ``log_dir``; the new log is validated before it is written."""
     return update_log(log_dir, lambda records: [*records, record], "record being appended")
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """sha256 of a record's canonical JSON (sorted keys, compact): the same before it is
+    written and after it is read back."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def holds_record(path: str | Path, digest: str) -> bool:
+    """Whether the run log ``path`` holds a record of this digest (``False`` if it does not
+    exist; a damaged log is an error naming it)."""
+    return any(record_digest(r) == digest for r in read_log(path))
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """A stage's record on its way into the run log of ``log_dir``: appended as the commit
+    point of a promotion, withdrawn if the promotion cannot be completed."""
+
+    log_dir: Path
+    record: dict[str, Any]
+
+    @property
+    def log(self) -> Path:
+        return log_path(self.log_dir)
+
+    @property
+    def digest(self) -> str:
+        return record_digest(self.record)
+
+    def append(self) -> Path:
+        return append_record(self.log_dir, self.record)
+
+    def withdraw(self) -> None:
+        """Remove the last record of this digest again (the one ``append`` wrote)."""
+
+        def change(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            digests = [record_digest(r) for r in records]
+            if self.digest not in digests:
+                return records
+            last = len(digests) - 1 - digests[::-1].index(self.digest)
+            return records[:last] + records[last + 1 :]
+
+        update_log(self.log_dir, change, "record being withdrawn")
 
 
 def finite_or_none(value: float | None) -> float | None:

@@ -33,7 +33,7 @@ from harness.training.bc import (
 from harness.training.bc import train as train_bc
 from harness.training.checkpoints import Checkpoint, CheckpointStore
 from harness.training.finishing import Finishing, StageContext, finish
-from harness.training.policy import MLPPolicy, PolicySpec, load_policy, policy_bytes
+from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
 from harness.training.ppo import (
     EVAL_SEED_OFFSET,
     ActorCritic,
@@ -47,6 +47,7 @@ from harness.training.results import BCResult, PPOResult
 from harness.training.rollout import make_envs
 from harness.training.runlog import finite_or_none, ppo_log_writer
 from harness.training.seeding import deterministic
+from harness.training.weights import checkpoint_policy
 
 Frames = tuple[np.ndarray, np.ndarray]
 
@@ -351,7 +352,7 @@ def _checkpoint_policy(checkpoint: Checkpoint, spec: PolicySpec) -> MLPPolicy:
             f"observations and {saved.n_actions} actions; the environment has {spec.obs_dim} "
             f"and {spec.n_actions}"
         )
-    return load_policy(saved, checkpoint.file("policy.pt").read_bytes())
+    return checkpoint_policy(checkpoint, saved)  # size, sha256, archive, shapes: one line if bad
 
 
 def env_dims(env_id: str) -> tuple[int, int]:
