@@ -56,7 +56,8 @@ def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
         {
             "accuracy": result.accuracy,
             "threshold": result.threshold,
-            "majority_baseline": result.majority_baseline,
+            "baseline": result.baseline,
+            "baseline_rule": result.baseline_rule,
             "passed": result.passed,
             "checkpoint": result.checkpoint_id,
             "promoted_checkpoint": result.promoted_checkpoint,
