@@ -47,7 +47,7 @@ from harness.training.policy import (
 )
 from harness.training.ppo import ActorCritic, evaluate, ppo_loss, to_batch
 from harness.training.rollout import NumpyActor, RolloutCollector, make_envs
-from harness.training.runlog import log_path, read_log
+from harness.training.runlog import log_path, read_log, read_ppo_log
 from harness.validation import schema_problems
 
 from .conftest import REPO, Dataset
@@ -440,6 +440,8 @@ def test_mixed_on_a_box_env_with_shaped_observations_end_to_end(
     logged = records(tmp_path)
     assert [r["mode"] for r in logged] == ["bc", "ppo"]
     assert schema_problems(logged, "run_log") == []
+    lines = read_ppo_log(tmp_path / "ppo.jsonl")  # each line schema-checked
+    assert [line["update"] for line in lines] == [1, 2] and lines[0]["loss_bc"] is not None
     # The reloaded BC policy reproduces the gate's figure on the hold-out episodes it names.
     policy = load_policy(spec, load_checkpoint(bc.checkpoint).file("policy.pt").read_bytes())
     names = record["holdout"]["names"]
