@@ -26,7 +26,7 @@ Record = Callable[[str, Any], None]
 
 # The BC gate's baseline: the majority action for discrete actions; a record of continuous
 # actions may name its constant predictor otherwise.
-BASELINE_KEYS = ("majority_baseline", "baseline", "constant_baseline")
+BASELINE_KEYS = ("baseline", "majority_baseline", "mean_action_baseline")
 BC_FIGURES = ("accuracy", "threshold", *BASELINE_KEYS, "mse", "r2")
 
 

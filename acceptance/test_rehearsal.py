@@ -78,6 +78,7 @@ def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
         "metrics",
         {
             **figures,
+            "baseline_rule": result.baseline_rule,
             "passed": result.passed,
             "checkpoint": result.checkpoint_id,
             "promoted_checkpoint": result.promoted_checkpoint,

@@ -1,4 +1,4 @@
-"""Benchmark: our PPO (``harness/training/ppo.py``) against Stable-Baselines3's PPO on the same task.
+"""Benchmark: our PPO (``harness/training/ppo.py``) against Stable-Baselines3's PPO on the same tasks.
 
 What it measures
     Training throughput, in environment steps per second, of two PPO implementations doing the
@@ -11,7 +11,10 @@ What it measures
       ``device="cpu"``, with ``--sb3-threads`` torch threads (default 1, as ours; pass 2 to see
       SB3 at this machine's default).
 
-    Both sides train on CartPole-v1 with 8 environments, 256 steps per environment per update,
+    Two tasks, one per action kind: ``discrete``, CartPole-v1 (a categorical policy); and
+    ``continuous``, Pendulum-v1 (a Gaussian policy with a state-independent log standard
+    deviation initialised to 0 on both sides, actions clipped to the bounds when stepping, as
+    both do). On each, both sides use 8 environments, 256 steps per environment per update,
     4 update epochs, minibatches of 256, lr 2.5e-4, gamma 0.99, GAE lambda 0.95, clip 0.2, no
     entropy bonus, vf_coef 0.5, max_grad_norm 0.5 and 64x64 tanh MLPs for policy and value, for
     the same number of updates (default 10, that is 20480 environment steps).
@@ -21,7 +24,12 @@ What it measures
     worker times only the training call (``train`` / ``PPO.learn``), not imports or construction,
     and prints one JSON line. The sides alternate (ours, sb3, ours, sb3, ...) so that a drift of
     the machine's speed affects both alike. The figures are the medians of steps per second; the
-    goal is ours running at least 2.0 times as many steps per second as SB3.
+    goal, on each task, is ours running at least 2.0 times as many steps per second as SB3.
+
+    Each worker also records its process CPU time: on a machine whose cores other jobs share,
+    the wall-clock figures swing by a factor of two from run to run, and the ratio of steps per
+    CPU second is the steadier figure. It is printed beside the goal's ratio, which stays the
+    wall-clock one.
 
     The mean episode return each side reaches is printed as a sanity check that both did the
     same kind of work; it is not compared (the two sides count it over different windows).
@@ -29,7 +37,8 @@ What it measures
 How to run
     . .venv/bin/activate
     pip install -e '.[bench]'                    # Stable-Baselines3, only needed here
-    python benchmarks/bench_ppo.py               # 10 updates, 3 repeats (well under a minute)
+    python benchmarks/bench_ppo.py               # both tasks, 10 updates, 3 repeats (~2 minutes)
+    python benchmarks/bench_ppo.py --task continuous # one task only
     python benchmarks/bench_ppo.py --sb3-threads 2   # SB3 at this machine's default threads
     python benchmarks/bench_ppo.py --json        # the same, as one JSON object on stdout
     python benchmarks/bench_ppo.py --updates 2 --repeats 1   # smoke run
@@ -53,8 +62,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "examples" / "poc_hybrid.yaml"
-ENV_ID = "CartPole-v1"
-OBS_DIM, N_ACTIONS = 4, 2  # CartPole-v1
+TASKS = {"discrete": "CartPole-v1", "continuous": "Pendulum-v1"}
 HIDDEN = (64, 64)
 # The shared hyperparameters, named as in harness.config.PPOConfig; SB3's names are mapped below.
 HYPER: dict[str, Any] = {
@@ -82,7 +90,14 @@ def log(message: str) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time our PPO (harness/training/ppo.py) against Stable-Baselines3's PPO on CartPole-v1."
+        description="Time our PPO (harness/training/ppo.py) against Stable-Baselines3's PPO on "
+        "CartPole-v1 (discrete actions) and Pendulum-v1 (continuous actions)."
+    )
+    parser.add_argument(
+        "--task",
+        choices=(*TASKS, "both"),
+        default="both",
+        help="discrete (CartPole-v1), continuous (Pendulum-v1) or both (default)",
     )
     parser.add_argument(
         "--updates",
@@ -102,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker and args.task == "both":
+        parser.error("--worker needs one --task")
     if args.updates < 1 or args.repeats < 1 or args.sb3_threads < 1:
         parser.error("--updates, --repeats and --sb3-threads must be at least 1")
     return args
@@ -110,12 +127,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- workers: one measurement each, in a fresh process -------------------------------------
 
 
-def work_ours(updates: int, seed: int) -> dict[str, Any]:
+def work_ours(env_id: str, updates: int, seed: int) -> dict[str, Any]:
     import dataclasses
 
     import torch
 
     from harness.config import load_config
+    from harness.envs import check_spaces
     from harness.training.policy import MLPPolicy, PolicySpec
     from harness.training.ppo import ActorCritic, train
     from harness.training.rollout import make_envs
@@ -125,32 +143,34 @@ def work_ours(updates: int, seed: int) -> dict[str, Any]:
         load_config(CONFIG).ppo, epochs=updates, hidden_sizes=HIDDEN, **HYPER
     )
     with deterministic(seed) as generator:
-        actor = MLPPolicy(PolicySpec(OBS_DIM, N_ACTIONS, HIDDEN))
+        obs_space, action_space, _ = check_spaces(env_id)
+        actor = MLPPolicy(PolicySpec.for_spaces(obs_space, action_space, HIDDEN))
         model = ActorCritic(actor, HIDDEN)
-        envs = make_envs(ENV_ID, cfg_ppo.num_envs)
+        envs = make_envs(env_id, cfg_ppo.num_envs)
         threads = torch.get_num_threads()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         # No BC term: plain PPO, as SB3 runs it.
         history = train(model, envs, cfg_ppo, seed, generator)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         envs.close()
     return {
         "env_steps": history[-1].env_steps,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "threads": threads,
         "mean_return": history[-1].mean_episode_return,
         "versions": {"torch": torch.__version__},
     }
 
 
-def work_sb3(updates: int, seed: int, threads: int) -> dict[str, Any]:
+def work_sb3(env_id: str, updates: int, seed: int, threads: int) -> dict[str, Any]:
     import stable_baselines3
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
     torch.set_num_threads(threads)
-    env = make_vec_env(ENV_ID, n_envs=HYPER["num_envs"], seed=seed)
+    env = make_vec_env(env_id, n_envs=HYPER["num_envs"], seed=seed)
     model = PPO(
         "MlpPolicy",
         env,
@@ -170,20 +190,22 @@ def work_sb3(updates: int, seed: int, threads: int) -> dict[str, Any]:
         policy_kwargs={
             "net_arch": {"pi": list(HIDDEN), "vf": list(HIDDEN)},
             "activation_fn": torch.nn.Tanh,
+            "log_std_init": 0.0,  # the Gaussian's (continuous task), as ours; SB3's default
         },
         device="cpu",
         seed=seed,
         verbose=0,
     )
     steps = updates * HYPER["num_envs"] * HYPER["num_steps"]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=steps)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     env.close()
     episodes = [info["r"] for info in model.ep_info_buffer]
     return {
         "env_steps": model.num_timesteps,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "threads": torch.get_num_threads(),
         "mean_return": sum(episodes) / len(episodes) if episodes else None,
         "versions": {
@@ -194,12 +216,13 @@ def work_sb3(updates: int, seed: int, threads: int) -> dict[str, Any]:
 
 
 def worker(args: argparse.Namespace) -> int:
+    env_id = TASKS[args.task]
     if args.worker == "ours":
-        result = work_ours(args.updates, args.seed)
+        result = work_ours(env_id, args.updates, args.seed)
     else:
         if importlib.util.find_spec("stable_baselines3") is None:
             sys.exit(NOT_INSTALLED)
-        result = work_sb3(args.updates, args.seed, args.sb3_threads)
+        result = work_sb3(env_id, args.updates, args.seed, args.sb3_threads)
     print(json.dumps(result), flush=True)
     return 0
 
@@ -207,12 +230,14 @@ def worker(args: argparse.Namespace) -> int:
 # --- parent: alternate the workers and summarise -------------------------------------------
 
 
-def run_worker(side: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_worker(side: str, task: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
         "--worker",
         side,
+        "--task",
+        task,
         "--updates",
         str(args.updates),
         "--seed",
@@ -227,11 +252,13 @@ def run_worker(side: str, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+def benchmark_task(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One task: the sides alternate, ``args.repeats`` runs each; medians and their ratio."""
+    log(f"{task} ({TASKS[task]}):")
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
     for r in range(args.repeats):
         for side in SIDES:
-            runs[side].append(run_worker(side, args))
+            runs[side].append(run_worker(side, task, args))
         log(
             f"  repeat {r + 1}/{args.repeats}: "
             + ", ".join(
@@ -243,16 +270,37 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     rates = {side: [x["env_steps"] / x["seconds"] for x in res] for side, res in runs.items()}
     medians = {side: statistics.median(r) for side, r in rates.items()}
     ratio = medians["ours"] / medians["sb3"]
-    env_steps = {side: sorted({x["env_steps"] for x in res}) for side, res in runs.items()}
+    cpu_rates = {
+        side: statistics.median(x["env_steps"] / x["cpu_seconds"] for x in res)
+        for side, res in runs.items()
+    }
+    return {
+        "env_id": TASKS[task],
+        "threads": {side: runs[side][0]["threads"] for side in SIDES},
+        "env_steps": {side: sorted({x["env_steps"] for x in res}) for side, res in runs.items()},
+        "seconds": {side: [x["seconds"] for x in res] for side, res in runs.items()},
+        "steps_per_second": rates,
+        "median_steps_per_second": medians,
+        "mean_return": {side: [x["mean_return"] for x in res] for side, res in runs.items()},
+        "ratio_ours_to_sb3": ratio,
+        "cpu_seconds": {side: [x["cpu_seconds"] for x in res] for side, res in runs.items()},
+        "ratio_ours_to_sb3_cpu": cpu_rates["ours"] / cpu_rates["sb3"],
+        "goal": {"min_ratio": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
+        "versions": runs["sb3"][0]["versions"],
+    }
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    tasks = list(TASKS) if args.task == "both" else [args.task]
+    results = {task: benchmark_task(task, args) for task in tasks}
     return {
         "machine": {
             "cpu_count": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            **runs["sb3"][0]["versions"],
+            **next(iter(results.values()))["versions"],
         },
-        "task": {
-            "env_id": ENV_ID,
+        "settings": {
             "updates": args.updates,
             "env_steps_per_run": args.updates * HYPER["num_envs"] * HYPER["num_steps"],
             "hidden_sizes": list(HIDDEN),
@@ -260,36 +308,16 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             **HYPER,
         },
         "repeats": args.repeats,
-        "threads": {side: runs[side][0]["threads"] for side in SIDES},
-        "env_steps": env_steps,
-        "seconds": {side: [x["seconds"] for x in res] for side, res in runs.items()},
-        "steps_per_second": rates,
-        "median_steps_per_second": medians,
-        "mean_return": {side: [x["mean_return"] for x in res] for side, res in runs.items()},
-        "ratio_ours_to_sb3": ratio,
-        "goal": {"min_ratio": GOAL_RATIO, "met": ratio >= GOAL_RATIO},
+        "tasks": results,
     }
 
 
-def print_report(res: dict[str, Any]) -> None:
-    m, t = res["machine"], res["task"]
-    print(
-        f"machine: {m['cpu_count']} cpu(s), {m['platform']}, Python {m['python']}, "
-        f"torch {m['torch']}, stable-baselines3 {m['stable_baselines3']}"
-    )
-    print(
-        f"task: {t['env_id']}, {t['num_envs']} envs x {t['num_steps']} steps x {t['updates']} "
-        f"updates = {t['env_steps_per_run']} env steps per run; {t['update_epochs']} epochs, "
-        f"minibatch {t['minibatch_size']}, lr {t['lr']}, 64x64 tanh MLPs"
-    )
-    print(
-        f"runs: {res['repeats']} of each, alternating, each in a fresh process; "
-        "only the training call is timed"
-    )
+def print_task(task: str, res: dict[str, Any]) -> None:
     labels = {
         "ours": f"ours (harness.training.ppo.train, {res['threads']['ours']} thread(s))",
         "sb3": f"SB3 (PPO.learn, {res['threads']['sb3']} thread(s))",
     }
+    print(f"{task}: {res['env_id']}")
     for side in SIDES:
         runs = " ".join(f"{s:.2f}" for s in res["seconds"][side])
         returns = [r for r in res["mean_return"][side] if r is not None]
@@ -300,14 +328,32 @@ def print_report(res: dict[str, Any]) -> None:
             f"(mean return {mean_return})"
         )
     if res["env_steps"]["ours"] != res["env_steps"]["sb3"]:
-        print(f"WARNING: the sides ran different numbers of env steps: {res['env_steps']}")
-    ratio = res["ratio_ours_to_sb3"]
-    print(f"ratio ours / SB3 steps per second (higher is better): {ratio:.2f}")
-    goal = res["goal"]
+        print(f"  WARNING: the sides ran different numbers of env steps: {res['env_steps']}")
+    ratio, goal = res["ratio_ours_to_sb3"], res["goal"]
     verdict = "MET" if goal["met"] else "NOT MET"
     print(
-        f"goal: ours at least {goal['min_ratio']}x SB3's steps per second: {verdict} ({ratio:.2f})"
+        f"  ratio ours / SB3 steps per second: {ratio:.2f}; goal at least {goal['min_ratio']}x: "
+        f"{verdict}  (per CPU second: {res['ratio_ours_to_sb3_cpu']:.2f})"
     )
+
+
+def print_report(res: dict[str, Any]) -> None:
+    m, t = res["machine"], res["settings"]
+    print(
+        f"machine: {m['cpu_count']} cpu(s), {m['platform']}, Python {m['python']}, "
+        f"torch {m['torch']}, stable-baselines3 {m['stable_baselines3']}"
+    )
+    print(
+        f"settings: {t['num_envs']} envs x {t['num_steps']} steps x {t['updates']} "
+        f"updates = {t['env_steps_per_run']} env steps per run; {t['update_epochs']} epochs, "
+        f"minibatch {t['minibatch_size']}, lr {t['lr']}, 64x64 tanh MLPs"
+    )
+    print(
+        f"runs: {res['repeats']} of each side per task, alternating, each in a fresh process; "
+        "only the training call is timed"
+    )
+    for task, task_res in res["tasks"].items():
+        print_task(task, task_res)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("stable_baselines3") is None:
         sys.exit(NOT_INSTALLED)
     log(
-        f"{args.repeats} repeat(s) of {args.updates} update(s) per side; "
+        f"{args.repeats} repeat(s) of {args.updates} update(s) per side and task; "
         f"SB3 on {args.sb3_threads} torch thread(s)"
     )
     try:

@@ -203,7 +203,7 @@ def bc_section(out: Path) -> Figures:
         figures |= {
             f"{dataset} hold-out accuracy, seed 0": f"{seed0.accuracy:.4f}",
             f"{dataset} hold-out, seed 0": f"{seed0.holdout_size['episodes']} episodes, {seed0.holdout_size['steps']:,} frames",
-            f"{dataset} majority-class baseline, seed 0": f"{seed0.majority_baseline:.4f}",
+            f"{dataset} majority-class baseline, seed 0": f"{seed0.baseline:.4f}",
             f"{dataset} BC checkpoint, seed 0": seed0.checkpoint_id,
             f"{dataset} hold-out accuracy over seeds 0-9": spread(accuracies),
             f"{dataset} seeds passing the 0.8 gate": f"{sum(r.passed for r in results)} of {len(results)}",
@@ -243,9 +243,7 @@ def ceiling(dataset: str, result: Any) -> Figures:
     checkpoint = load_checkpoint(result.checkpoint)
     spec = PolicySpec.from_json(checkpoint.meta["policy"])
     policy = load_policy(spec, checkpoint.file("policy.pt").read_bytes())
-    demos = load_demonstrations(
-        load_manifest(resolve(dataset).manifest), spec.obs_dim, spec.n_actions
-    )
+    demos = load_demonstrations(load_manifest(resolve(dataset).manifest), spec)
     held_out = set(result.record["holdout"]["names"])
     every = range(len(demos.refs))
     obs, labels = demos.frames([i for i in every if demos.refs[i].name in held_out])

@@ -76,7 +76,8 @@ def test_bc_loss_is_the_cross_entropy_of_the_demonstrated_actions() -> None:
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     actions = torch.tensor([0, 0])
     expected = -(math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(1 / (1 + math.e))) / 2
-    assert bc_loss(logits, actions).item() == pytest.approx(expected, rel=1e-6)
+    policy = MLPPolicy(PolicySpec(3, 2, (4,)))
+    assert bc_loss(policy, logits, actions).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_policy_survives_its_checkpoint_bytes() -> None:

@@ -75,6 +75,14 @@ def _minibatch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
+def _loss(mb: dict[str, torch.Tensor], **kwargs: object) -> object:
+    """``ppo_loss`` on a minibatch of logits, through the discrete policy's distribution."""
+    policy = MLPPolicy(PolicySpec(4, mb["logits"].shape[1], (8,)))
+    logp, entropy = policy.log_prob_entropy(mb["logits"], mb["actions"])
+    rest = {k: v for k, v in mb.items() if k not in ("logits", "actions")}
+    return ppo_loss(logp, entropy, **rest, **kwargs)  # type: ignore[arg-type]
+
+
 def _reference_ppo_loss(mb: dict[str, torch.Tensor], cfg) -> torch.Tensor:  # type: ignore[no-untyped-def]
     dist = Categorical(logits=mb["logits"])
     ratio = (dist.log_prob(mb["actions"]) - mb["old_logp"]).exp()
@@ -88,7 +96,7 @@ def _reference_ppo_loss(mb: dict[str, torch.Tensor], cfg) -> torch.Tensor:  # ty
 def test_the_loss_matches_a_reference_ppo_loss() -> None:
     cfg = replace(CFG, ent_coef=0.01)
     mb = _minibatch()
-    terms = ppo_loss(**mb, cfg=cfg)
+    terms = _loss(mb, cfg=cfg)
     torch.testing.assert_close(terms.total, _reference_ppo_loss(mb, cfg))
     torch.testing.assert_close(terms.entropy, Categorical(logits=mb["logits"]).entropy().mean())
     assert 0.0 <= terms.clip_fraction.item() <= 1.0 and terms.approx_kl.item() >= 0.0
@@ -96,11 +104,11 @@ def test_the_loss_matches_a_reference_ppo_loss() -> None:
 
 def test_a_zero_bc_coefficient_gives_plain_ppos_loss_and_gradients() -> None:
     mb = _minibatch(1)
-    plain = ppo_loss(**mb, cfg=CFG)
+    plain = _loss(mb, cfg=CFG)
     bc_term = torch.tensor(0.9)
-    zero = ppo_loss(**mb, cfg=CFG, bc_coef=0.0, bc_term=bc_term)
+    zero = _loss(mb, cfg=CFG, bc_coef=0.0, bc_term=bc_term)
     assert torch.equal(zero.total, plain.total)
-    weighted = ppo_loss(**mb, cfg=CFG, bc_coef=0.5, bc_term=bc_term)
+    weighted = _loss(mb, cfg=CFG, bc_coef=0.5, bc_term=bc_term)
     torch.testing.assert_close(weighted.total, plain.total + 0.45)
 
     # Same gradients on a real network: c_t = 0 adds nothing to the update.
@@ -110,8 +118,7 @@ def test_a_zero_bc_coefficient_gives_plain_ppos_loss_and_gradients() -> None:
         obs = torch.randn(len(mb["actions"]), 4)
         logits = policy(obs)
         bc = None if bc_coef is None else torch.nn.functional.cross_entropy(logits, mb["actions"])
-        terms = ppo_loss(logits, *[mb[k] for k in list(mb)[1:]], cfg=CFG,
-                         bc_coef=bc_coef or 0.0, bc_term=bc)  # fmt: skip
+        terms = _loss({**mb, "logits": logits}, cfg=CFG, bc_coef=bc_coef or 0.0, bc_term=bc)
         terms.total.backward()
         return [p.grad.clone() for p in policy.parameters()]
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 TRAIN_DESCRIPTION = (
     "Run the training stages of a config. --mode bc trains behaviour cloning on the dataset's "
     "accepted captures (after verifying their checksums), applies the gate (hold-out accuracy >= "
-    "bc.accuracy_threshold and above the majority-class baseline), then promotes the checkpoint "
+    "bc.accuracy_threshold and above the majority-action or mean-action baseline), then promotes the checkpoint "
     "or rolls back. --mode mixed then fine-tunes the BC policy with PPO, the BC loss weighted by "
     "a coefficient annealed from anneal.bc_coef_start to 0 (anneal.schedule), and applies the "
     "regression gate: the fine-tuned policy's mean return on seeded evaluation episodes may not "
@@ -144,8 +144,8 @@ def _report_bc(r: BCResult, harness: TrainingHarness) -> None:
     emit(
         f"bc {r.record['dataset']}: hold-out accuracy {r.accuracy:.4f} on {hold['steps']} steps "
         f"of {hold['episodes']} episodes (trained on {train['steps']} steps of "
-        f"{train['episodes']} episodes); threshold {r.threshold:g}, majority baseline "
-        f"{r.majority_baseline:.4f}"
+        f"{train['episodes']} episodes); threshold {r.threshold:g}, "
+        f"{r.baseline_rule.replace('_', '-')} baseline {r.baseline:.4f}"
         + ("" if harness.verify else "; captures NOT verified (--unverified)")
     )
     _report_gate("bc", "gate", r)

@@ -3,7 +3,8 @@
 Why it is written here rather than taken from a library: mixed mode optimises
 
     loss = PPO loss (clipped surrogate + vf_coef * value loss - ent_coef * entropy)
-           + c_t * BC loss (cross-entropy of the demonstrators' actions)
+           + c_t * BC loss (``bc.bc_loss``: cross-entropy of the demonstrators' actions, or for
+             Box actions the squared error of the mean scaled by each dimension's half-range)
 
 with c_t annealed from ``anneal.bc_coef_start`` to 0 over the PPO epochs, in the spirit of
 demo-augmented policy gradients (Rajeswaran et al., 2018). Library PPOs (Stable-Baselines3,
@@ -11,7 +12,9 @@ CleanRL's scripts) have no hook for an extra term inside their update, and wrapp
 mean re-implementing its ``train()`` anyway. Written out, the algorithm fits on two pages: the
 rollout and GAE in ``rollout.py``, the loss, the update, the evaluation and the regression gate
 here. Values and old log-probabilities are computed after each rollout in one batched pass, not
-per step.
+per step. The policy's distribution (categorical, or a Gaussian with a state-independent log
+standard deviation for Box actions) is ``MLPPolicy.log_prob_entropy``: the loss only sees
+log-probabilities and the entropy, so both action kinds share it.
 
 The hyperparameters are one dataclass, ``harness.config.PPOConfig`` (the ``ppo`` section of the
 training config); ``ppo.epochs`` alone sets how many updates a run makes.
@@ -27,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness.config import PPOConfig
+from harness.envs import EnvSpec
 from harness.training.bc import bc_loss
 from harness.training.optim import Adam, clip_grad_norm
 from harness.training.policy import MLPPolicy, mlp
@@ -41,6 +44,7 @@ from harness.training.rollout import (
     RolloutCollector,
     advantages_and_returns,
     make_envs,
+    step_actions,
 )
 
 SCHEDULES = ("linear", "exponential")
@@ -116,8 +120,8 @@ class LossTerms:
 
 
 def ppo_loss(
-    logits: torch.Tensor,
-    actions: torch.Tensor,
+    logp: torch.Tensor,
+    entropy: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     values: torch.Tensor,
@@ -126,10 +130,9 @@ def ppo_loss(
     bc_coef: float = 0.0,
     bc_term: torch.Tensor | None = None,
 ) -> LossTerms:
-    """PPO's loss on one minibatch, plus ``bc_coef * bc_term`` (the BC loss on demonstrations) when given."""
-    logp_all = F.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(1, actions.unsqueeze(1)).squeeze(1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1).mean()
+    """PPO's loss on one minibatch, plus ``bc_coef * bc_term`` (the BC loss on demonstrations)
+    when given. ``logp`` is the current policy's log-probability of each action and ``entropy``
+    its mean entropy (``MLPPolicy.log_prob_entropy``)."""
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     # Advantages normalised per minibatch, as CleanRL and Stable-Baselines3 do.
@@ -174,9 +177,9 @@ class BCTerm:
     """Mixed mode's BC term: the demonstrations and how their weight is annealed over the run."""
 
     obs: np.ndarray
-    """Every accepted frame's observation."""
+    """Every accepted frame's (flattened) observation."""
     actions: np.ndarray
-    """The demonstrators' action at each of those frames."""
+    """The demonstrators' action at each of those frames (Box: flattened, one row each)."""
     coef_start: float
     """c_0, the weight at the first update (``anneal.bc_coef_start``)."""
     schedule: str
@@ -209,8 +212,10 @@ def to_batch(model: ActorCritic, rollout: Rollout, cfg: PPOConfig) -> Batch:
         rollout.rewards, values, rollout.terminated, rollout.done, cfg.gamma, cfg.gae_lambda
     )
     obs = rollout.obs[:steps].reshape(-1, actor.spec.obs_dim)[keep]
-    actions = rollout.actions.reshape(-1)[keep]
-    logp = F.log_softmax(actor(obs), dim=-1).gather(1, actions.unsqueeze(1)).squeeze(1)
+    actions = rollout.actions.reshape(steps * rollout.actions.shape[1], -1)[keep]
+    if not actor.spec.continuous:
+        actions = actions.squeeze(1)
+    logp, _ = actor.log_prob_entropy(actor(obs), actions)
     return Batch(
         obs,
         actions,
@@ -250,10 +255,11 @@ def update(
             bc_term = None
             if demos is not None:
                 demo_mb = torch.randint(len(demos[0]), (len(mb),), generator=generator)
-                bc_term = bc_loss(actor(demos[0][demo_mb]), demos[1][demo_mb])
+                bc_term = bc_loss(actor, actor(demos[0][demo_mb]), demos[1][demo_mb])
+            logp, entropy = actor.log_prob_entropy(actor(batch.obs[mb]), batch.actions[mb])
             terms = ppo_loss(
-                actor(batch.obs[mb]),
-                batch.actions[mb],
+                logp,
+                entropy,
                 batch.logp[mb],
                 batch.advantages[mb],
                 model.value(batch.obs[mb]),
@@ -326,20 +332,20 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(actor: MLPPolicy, env_id: str, episodes: int, seed: int) -> list[float]:
+def evaluate(actor: MLPPolicy, env: EnvSpec | str, episodes: int, seed: int) -> list[float]:
     """Return of one greedy episode in each of ``episodes`` environments reset with ``seed``.
 
     Two policies evaluated with the same ``seed`` face the same initial states, which is what the
-    regression gate compares.
+    regression gate compares. Box actions are the mean, clipped to the bounds.
     """
-    envs = make_envs(env_id, episodes)
+    envs = make_envs(env, episodes)
     try:
         obs, _ = envs.reset(seed=seed)
         returns = np.zeros(episodes)
         finished = np.zeros(episodes, dtype=bool)
         act = NumpyActor(actor)
         while not finished.all():
-            obs, reward, term, trunc, _ = envs.step(act.logits(obs).argmax(-1))
+            obs, reward, term, trunc, _ = envs.step(step_actions(envs, act.greedy(obs), act))
             returns += np.where(finished, 0.0, reward)
             finished |= term | trunc
         return returns.tolist()

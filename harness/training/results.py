@@ -45,12 +45,20 @@ class BCResult(StageResult):
     """What ``run_bc_training`` measured and did."""
 
     accuracy: float
-    """Accuracy of the trained policy on the hold-out episodes' frames."""
+    """Accuracy of the trained policy on the hold-out episodes' frames: the share predicted
+    exactly (Discrete), or within ``bc.action_tolerance`` of each dimension's range in every
+    dimension (Box)."""
     threshold: float
     """The gate's ``bc.accuracy_threshold``."""
-    majority_baseline: float
-    """Hold-out accuracy of always predicting the training set's most frequent action."""
-    per_action_recall: dict[str, float | None]
+    action_space: str
+    """``discrete`` or ``continuous``: which rule ``accuracy`` and ``baseline`` follow."""
+    baseline: float
+    """What the accuracy must beat: the hold-out accuracy of always predicting the training
+    set's most frequent action (Discrete) or its mean action (Box), by the same rule."""
+    baseline_rule: str
+    """``majority_action`` or ``mean_action``."""
+    per_action_recall: dict[str, float | None] | None
+    """Discrete only (None for Box): each action's share of its hold-out frames predicted."""
     train_size: dict[str, int]
     holdout_size: dict[str, int]
 

@@ -9,8 +9,12 @@ keep it cheap (measured against Stable-Baselines3 in ``benchmarks/bench_ppo.py``
 - the rollout acts with a NumPy copy of the actor's weights (its weights do not change during a
   rollout): a forward pass of a 64x64 MLP on 8 observations costs a quarter or less in NumPy of
   what it costs through ``nn.Module`` calls (``scripts/docs_figures.py --section internals``);
-- actions are drawn by the Gumbel-max trick with the noise for the whole rollout drawn in one
-  call, so a step builds no distribution object.
+- the sampling noise for the whole rollout is drawn in one call from the seeded generator, so a
+  step builds no distribution object: discrete actions by the Gumbel-max trick, Box actions as
+  the mean plus the standard deviation times standard normal noise.
+
+Box actions are stored as sampled (their log-probability is the Gaussian's) and clipped to the
+bounds only when stepping, as Stable-Baselines3 does. Observations of any shape are flattened.
 
 Episode boundaries follow Gymnasium's next-step autoreset: the step after an episode ended only
 resets that environment (its action is ignored). Such frames are marked invalid for the update,
@@ -28,17 +32,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.envs import EnvSpec, make_vec_env
 from harness.errors import HarnessError
 from harness.training.policy import MLPPolicy
 
 
-def make_envs(env_id: str, num_envs: int) -> Any:
-    """``num_envs`` copies of ``env_id``, natively vectorised where the environment allows."""
-    envs = gym.make_vec(env_id, num_envs=num_envs)
+def make_envs(env: EnvSpec | str, num_envs: int) -> Any:
+    """``num_envs`` copies of ``env``, natively vectorised where the environment allows."""
+    envs = make_vec_env(env, num_envs)
     mode = envs.metadata.get("autoreset_mode")
     if mode is not gym.vector.AutoresetMode.NEXT_STEP:
         envs.close()
-        raise HarnessError(f"env.id '{env_id}': PPO needs next-step autoreset, not {mode}")
+        raise HarnessError(f"environment '{env}': PPO needs next-step autoreset, not {mode}")
     return envs
 
 
@@ -46,27 +51,50 @@ class NumpyActor:
     """A frozen NumPy copy of an actor's forward pass, for acting during a rollout."""
 
     def __init__(self, actor: MLPPolicy) -> None:
+        self.spec = actor.spec
         self.mean = actor.obs_mean.numpy().copy()
         self.std = actor.obs_std.numpy().copy()
         linears = [m for m in actor.net if isinstance(m, nn.Linear)]
         self.layers = [
             (m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears
         ]
+        if actor.spec.continuous:
+            self.action_std = actor.log_std.detach().exp().numpy().copy()
+            self.low = np.asarray(actor.spec.action_low, dtype=np.float32)
+            self.high = np.asarray(actor.spec.action_high, dtype=np.float32)
 
     def logits(self, obs: np.ndarray) -> np.ndarray:
+        """The network's output for flat observations: logits, or the Gaussian's mean (Box)."""
         h = (obs - self.mean) / self.std
         for weight, bias in self.layers[:-1]:
             h = np.tanh(h @ weight + bias)
         weight, bias = self.layers[-1]
         return h @ weight + bias
 
+    def greedy(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions: the most likely action, or the mean clipped to the bounds (Box)."""
+        out = self.logits(obs.reshape(len(obs), -1))
+        if self.spec.continuous:
+            return np.clip(out, self.low, self.high)
+        return out.argmax(-1)
+
+
+def step_actions(envs: Any, actions: np.ndarray, actor: NumpyActor) -> np.ndarray:
+    """Actions as the environments take them: Box actions clipped and given the space's shape."""
+    if not actor.spec.continuous:
+        return actions
+    space = envs.single_action_space
+    # minimum(maximum()) is np.clip without its dispatch overhead, which costs more per step.
+    clipped = np.minimum(np.maximum(actions, actor.low), actor.high)
+    return clipped.reshape(len(actions), *space.shape).astype(space.dtype, copy=False)
+
 
 @dataclass
 class Rollout:
     """One rollout of ``T`` steps in ``N`` environments; ``obs[T]`` is the observation after it."""
 
-    obs: torch.Tensor  # (T + 1, N, obs_dim)
-    actions: torch.Tensor  # (T, N)
+    obs: torch.Tensor  # (T + 1, N, obs_dim) flattened observations
+    actions: torch.Tensor  # (T, N) int64, or (T, N, action_dim) float32 as sampled (Box)
     rewards: np.ndarray  # (T, N)
     terminated: np.ndarray  # (T, N) the episode ended in a terminal state: no bootstrap
     done: np.ndarray  # (T, N) terminated or truncated: advantages stop here
@@ -82,30 +110,45 @@ class RolloutCollector:
         self.num_steps = num_steps
         self.generator = generator
         obs, _ = envs.reset(seed=seed)
-        self.obs = np.asarray(obs, dtype=np.float32)
-        self.n_envs = len(self.obs)
+        self.n_envs = len(obs)
+        self.obs = np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
         self.prev_done = np.zeros(self.n_envs, dtype=bool)
         self.running_return = np.zeros(self.n_envs)
 
+    def _sampler(self, act: NumpyActor) -> tuple[Any, np.ndarray]:
+        """A function from (step, flat observations) to sampled actions, and their buffer.
+
+        The noise of the whole rollout is drawn here, in one call on the seeded generator.
+        """
+        steps, n, spec = self.num_steps, self.n_envs, act.spec
+        if not spec.continuous:
+            # argmax(logits + Gumbel noise) is a sample of softmax(logits).
+            uniform = torch.rand(steps, n, spec.n_actions, generator=self.generator)
+            gumbel = (-torch.log(-torch.log(uniform.clamp_min_(1e-20)))).numpy()
+            buffer = np.empty((steps, n), dtype=np.int64)
+            return (lambda t, obs: (act.logits(obs) + gumbel[t]).argmax(-1)), buffer
+        # mean + std * N(0, 1) is a sample of the Gaussian N(mean, std^2).
+        noise = torch.randn(steps, n, spec.action_dim, generator=self.generator).numpy()
+        noise *= act.action_std
+        buffer = np.empty((steps, n, spec.action_dim), dtype=np.float32)
+        return (lambda t, obs: act.logits(obs) + noise[t]), buffer
+
     def collect(self, actor: MLPPolicy) -> Rollout:
-        steps, n, spec = self.num_steps, self.n_envs, actor.spec
+        steps, n = self.num_steps, self.n_envs
         act = NumpyActor(actor)
-        obs_buf = np.empty((steps + 1, n, spec.obs_dim), dtype=np.float32)
-        actions = np.empty((steps, n), dtype=np.int64)
+        sample, actions = self._sampler(act)
+        obs_buf = np.empty((steps + 1, n, actor.spec.obs_dim), dtype=np.float32)
         rewards = np.empty((steps, n), dtype=np.float32)
         terminated = np.empty((steps, n), dtype=bool)
         done = np.empty((steps, n), dtype=bool)
         valid = np.empty((steps, n), dtype=bool)
-        # argmax(logits + Gumbel noise) is a sample of softmax(logits).
-        uniform = torch.rand(steps, n, spec.n_actions, generator=self.generator)
-        gumbel = (-torch.log(-torch.log(uniform.clamp_min_(1e-20)))).numpy()
         episode_returns: list[float] = []
         obs = self.obs
         for t in range(steps):
             obs_buf[t] = obs
-            actions[t] = action = (act.logits(obs) + gumbel[t]).argmax(-1)
-            obs, reward, term, trunc, _ = self.envs.step(action)
-            obs = np.asarray(obs, dtype=np.float32)
+            actions[t] = action = sample(t, obs)
+            obs, reward, term, trunc, _ = self.envs.step(step_actions(self.envs, action, act))
+            obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
             rewards[t], terminated[t] = reward, term
             done[t] = term | trunc
             valid[t] = ~self.prev_done

@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from harness.config import Config
 from harness.datasets.manifest import Manifest
-from harness.envs import env_spaces
+from harness.envs import check_spaces
 from harness.errors import HarnessError
 from harness.formatting import utc_now
 from harness.progress import progress_bar
@@ -25,9 +24,12 @@ from harness.training.bc import (
     Demonstrations,
     TrainStats,
     accuracy_gate,
+    action_accuracy,
     load_demonstrations,
     majority_baseline,
+    mean_action_baseline,
     per_action_recall,
+    regression_figures,
     split_by_episode,
 )
 from harness.training.bc import train as train_bc
@@ -60,12 +62,12 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
     (the BC term of a PPO stage that follows)."""
     cfg = ctx.config
     started, t0 = utc_now(), time.perf_counter()
-    spec = PolicySpec(*env_dims(cfg.env.id), hidden_sizes=cfg.bc.hidden_sizes)
+    spec, obs_shape, action_shape = env_policy(cfg)
     # Read the store before training: a damaged store is refused before any work is done.
     store = CheckpointStore(cfg.output.checkpoint_dir)
     previous = store.promoted()
 
-    demos = load_demonstrations(manifest, spec.obs_dim, spec.n_actions)
+    demos = load_demonstrations(manifest, spec, obs_shape, action_shape)
     train_eps, holdout_eps = split_by_episode(len(demos.refs), cfg.bc.holdout, cfg.seed)
     x_train, y_train = demos.frames(train_eps)
     x_hold, y_hold = demos.frames(holdout_eps)
@@ -73,14 +75,15 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
 
     split = (train_eps, holdout_eps)
     metrics = _bc_metrics(cfg, spec, demos, split, stats, predicted, y_train, y_hold)
-    accuracy, baseline = metrics["accuracy"], metrics["majority_baseline"]
+    accuracy, rule = metrics["accuracy"], metrics["baseline_rule"]
+    baseline = metrics[BASELINE_KEYS[rule]]
     done = finish(
         ctx,
         manifest,
         store,
         Finishing(
             stage="bc",
-            gate=accuracy_gate(accuracy, cfg.bc.accuracy_threshold, baseline),
+            gate=accuracy_gate(accuracy, cfg.bc.accuracy_threshold, baseline, rule),
             files={"policy.pt": policy_bytes(policy)},
             model={"policy": spec.to_json()},
             metrics=metrics,
@@ -96,12 +99,18 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
         **vars(done),
         accuracy=accuracy,
         threshold=cfg.bc.accuracy_threshold,
-        majority_baseline=baseline,
-        per_action_recall=metrics["per_action_recall"],
+        action_space=spec.kind,
+        baseline=baseline,
+        baseline_rule=rule,
+        per_action_recall=metrics.get("per_action_recall"),
         train_size=metrics["train"],
         holdout_size={k: metrics["holdout"][k] for k in ("episodes", "steps")},
     )
     return result, demos.frames(range(len(demos.refs)))
+
+
+# The record's key for the baseline of each rule: discrete records keep their original key.
+BASELINE_KEYS = {"majority_action": "majority_baseline", "mean_action": "mean_action_baseline"}
 
 
 def _bc_metrics(
@@ -116,13 +125,11 @@ def _bc_metrics(
 ) -> dict[str, Any]:
     """The BC stage's figures, as its record, its checkpoint and the promotion keep them."""
     train_eps, holdout_eps = split
-    majority, baseline = majority_baseline(y_train, y_hold)
     return {
-        "accuracy": float(np.mean(predicted == y_hold)),
+        "action_space": spec.kind,
+        "accuracy": action_accuracy(spec, predicted, y_hold, cfg.bc.action_tolerance),
         "threshold": cfg.bc.accuracy_threshold,
-        "majority_baseline": baseline,
-        "majority_action": majority,
-        "per_action_recall": per_action_recall(predicted, y_hold, spec.n_actions),
+        **_baseline_metrics(cfg, spec, predicted, y_train, y_hold),
         "train": {"episodes": len(train_eps), "steps": demos.steps(train_eps)},
         "holdout": {
             "episodes": len(holdout_eps),
@@ -131,6 +138,31 @@ def _bc_metrics(
         },
         "train_accuracy": stats.train_accuracy,
         "train_loss": stats.epoch_losses[-1],
+    }
+
+
+def _baseline_metrics(
+    cfg: Config, spec: PolicySpec, predicted: np.ndarray, y_train: np.ndarray, y_hold: np.ndarray
+) -> dict[str, Any]:
+    """What the gate compares against, and the figures each action kind adds."""
+    if not spec.continuous:
+        majority, baseline = majority_baseline(y_train, y_hold)
+        return {
+            "baseline_rule": "majority_action",
+            "majority_baseline": baseline,
+            "majority_action": majority,
+            "per_action_recall": per_action_recall(predicted, y_hold, spec.n_actions),
+        }
+    tolerance = cfg.bc.action_tolerance
+    mean_action, baseline = mean_action_baseline(spec, y_train, y_hold, tolerance)
+    mse, r2 = regression_figures(predicted, y_hold)
+    return {
+        "baseline_rule": "mean_action",
+        "action_tolerance": tolerance,
+        "mean_action_baseline": baseline,
+        "mean_action": mean_action,
+        "mse": mse,
+        "r2": r2,
     }
 
 
@@ -187,7 +219,7 @@ def ppo_stage(
     regression gate against ``baseline`` (``None``: nothing to regress from), and finish."""
     cfg = ctx.config
     started, t0 = utc_now(), time.perf_counter()
-    spec = PolicySpec(*env_dims(cfg.env.id), hidden_sizes=cfg.bc.hidden_sizes)
+    spec = env_policy(cfg)[0]
     store = CheckpointStore(cfg.output.checkpoint_dir)
     baseline_policy = _checkpoint_policy(baseline, spec) if baseline else None
     bc = None if demos is None else BCTerm(*demos, cfg.anneal.bc_coef_start, cfg.anneal.schedule)
@@ -305,7 +337,7 @@ def _run_ppo(
         actor = _checkpoint_policy(init, spec) if init else MLPPolicy(spec)
         model = ActorCritic(actor, cfg.ppo.hidden_sizes)
         log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar)
-        envs = make_envs(cfg.env.id, cfg.ppo.num_envs)
+        envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs)
         train_started = time.perf_counter()
         try:
             history = train_ppo(model, envs, cfg.ppo, cfg.seed, generator, bc, log_line)
@@ -314,9 +346,9 @@ def _run_ppo(
         train_seconds = time.perf_counter() - train_started
         eval_seed = cfg.seed + EVAL_SEED_OFFSET
         episodes = cfg.anneal.eval_episodes
-        returns = evaluate(actor, cfg.env.id, episodes, eval_seed)
+        returns = evaluate(actor, cfg.env.spec(), episodes, eval_seed)
         baseline_returns = (
-            evaluate(baseline_policy, cfg.env.id, episodes, eval_seed)
+            evaluate(baseline_policy, cfg.env.spec(), episodes, eval_seed)
             if baseline_policy is not None
             else None
         )
@@ -344,22 +376,20 @@ def _ppo_log_line(
 
 
 def _checkpoint_policy(checkpoint: Checkpoint, spec: PolicySpec) -> MLPPolicy:
-    """The policy of a checkpoint, refused if it does not act in the config's environment."""
+    """The policy of a checkpoint, refused if it does not act in the config's environment
+    (action kind, observation and action sizes, and for Box actions the bounds)."""
     saved = PolicySpec.from_json(checkpoint.meta["policy"])
-    if (saved.obs_dim, saved.n_actions) != (spec.obs_dim, spec.n_actions):
+    if replace(saved, hidden_sizes=spec.hidden_sizes) != spec:
         raise HarnessError(
-            f"{checkpoint.path}: checkpoint {checkpoint.id} is a policy for {saved.obs_dim} "
-            f"observations and {saved.n_actions} actions; the environment has {spec.obs_dim} "
-            f"and {spec.n_actions}"
+            f"{checkpoint.path}: checkpoint {checkpoint.id} is a policy for {saved.describe()}; "
+            f"the environment has {spec.describe()}"
         )
     return checkpoint_policy(checkpoint, saved)  # size, sha256, archive, shapes: one line if bad
 
 
-def env_dims(env_id: str) -> tuple[int, int]:
-    """Observation length and number of actions of a Gymnasium environment."""
-    observation_space, action_space = env_spaces(env_id)
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise HarnessError(
-            f"env.id '{env_id}': BC needs a discrete action space, not {action_space}"
-        )
-    return gym.spaces.flatdim(observation_space), int(action_space.n)
+def env_policy(cfg: Config) -> tuple[PolicySpec, tuple[int, ...], tuple[int, ...]]:
+    """The policy spec for the config's environment, with the environment's observation and
+    action shapes (what the captures hold per step); refuses what the trainer cannot learn."""
+    obs_space, act_space, _ = check_spaces(cfg.env.spec())
+    spec = PolicySpec.for_spaces(obs_space, act_space, cfg.bc.hidden_sizes)
+    return spec, obs_space.shape, act_space.shape
