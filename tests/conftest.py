@@ -81,12 +81,22 @@ def small_dataset(_small_dataset_template: Path, tmp_path: Path) -> Dataset:
     return Dataset(root, "small")
 
 
+def copy_dataset(source: Dataset, root: Path) -> Dataset:
+    """A copy of one dataset's manifest, sheet and captures folder under ``root``: only its own
+    files, whatever else is registered beside it."""
+    copy = Dataset(root, source.name)
+    for path in (copy.manifest_path, copy.sheet_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.manifest_path, copy.manifest_path)
+    shutil.copyfile(source.sheet_path, copy.sheet_path)
+    shutil.copytree(source.captures, copy.captures)
+    return copy
+
+
 @pytest.fixture
 def idle_v1_copy(tmp_path: Path) -> Dataset:
     """A copy of the committed production dataset."""
-    root = tmp_path / "bc_datasets"
-    shutil.copytree(IDLE_V1, root)
-    return Dataset(root, "idle_v1")
+    return copy_dataset(Dataset(IDLE_V1, "idle_v1"), tmp_path / "bc_datasets")
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -125,3 +135,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
     return lines[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave ``slow`` tests out unless ``-m`` names them (``pytest -m slow``, as ``.ci/run``
+    does): the default unit run stays fast. Deselected, not skipped."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -16,7 +16,7 @@ from harness.datasets.checksums import ChecksumSheet, build_sheet, save_sheet
 from harness.datasets.manifest import Entry, Manifest
 from harness.datasets.quality import inspect_capture
 from harness.errors import CaptureError, HarnessError
-from harness.formatting import display
+from harness.formatting import clip, display
 
 
 def add_capture(
@@ -39,7 +39,7 @@ def add_capture(
         meta = read_meta(f, capture)
     if meta.env_id != manifest.env_id:
         raise CaptureError(
-            f"{capture}: recorded in {meta.env_id}, dataset '{manifest.dataset}' "
+            f"{capture}: recorded in {clip(meta.env_id)}, dataset '{manifest.dataset}' "
             f"is for {manifest.env_id}"
         )
     root = Path(os.path.realpath(manifest.captures_dir))

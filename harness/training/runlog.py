@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import atomic_path, write_json_atomic
-from harness.errors import HarnessError
-from harness.validation import check, load_json, read_text
+from harness.validation import check, load_json, parse_json, read_text
 
 LOG_NAME = "anneal_results.json"
 LOCK_NAME = f".{LOG_NAME}.lock"  # beside the run log; held while the log is rewritten
@@ -110,10 +109,7 @@ def read_ppo_log(path: str | Path) -> list[dict[str, Any]]:
     """The lines of a PPO log, each schema-checked; errors name the file and the line."""
     lines = []
     for number, text in enumerate(read_text(path, "PPO log", "JSON Lines file").splitlines(), 1):
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}: line {number}: not JSON ({exc.msg})") from None
+        line = parse_json(text, f"{path}: line {number}")  # strict, as every JSON read
         check(line, "ppo_log", f"{path}: line {number}")
         lines.append(line)
     return lines
