@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.files import open_regular
+
 BLOCK = 1 << 20
 
 
@@ -29,12 +31,17 @@ class Digest:
 def sha256_file(
     path: str | os.PathLike[str], progress: Callable[[int], Any] | None = None
 ) -> Digest:
-    """Stream ``path`` through sha256; ``progress`` is called with each block's size."""
+    """Stream ``path`` through sha256; ``progress`` is called with each block's size.
+
+    Only a regular file is read: a FIFO or a device raises ``NotRegularFileError`` (an
+    ``OSError``) instead of hanging or never ending.
+    """
     digest = hashlib.sha256()
     buffer = bytearray(BLOCK)
     view = memoryview(buffer)
     size = 0
-    with open(path, "rb", buffering=0) as fh:
+    fd, _ = open_regular(path)
+    with open(fd, "rb", buffering=0) as fh:
         while n := fh.readinto(buffer):
             digest.update(view[:n])
             size += n

@@ -83,12 +83,22 @@ def small_dataset(_small_dataset_template: Path, tmp_path: Path) -> Dataset:
     return Dataset(root, "small")
 
 
+def copy_dataset(source: Dataset, root: Path) -> Dataset:
+    """A copy of one dataset's manifest, sheet and captures folder under ``root``: only its own
+    files, whatever else is registered beside it."""
+    copy = Dataset(root, source.name)
+    for path in (copy.manifest_path, copy.sheet_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source.manifest_path, copy.manifest_path)
+    shutil.copyfile(source.sheet_path, copy.sheet_path)
+    shutil.copytree(source.captures, copy.captures)
+    return copy
+
+
 @pytest.fixture
 def idle_v1_copy(tmp_path: Path) -> Dataset:
     """A copy of the committed production dataset."""
-    root = tmp_path / "bc_datasets"
-    shutil.copytree(IDLE_V1, root)
-    return Dataset(root, "idle_v1")
+    return copy_dataset(Dataset(IDLE_V1, "idle_v1"), tmp_path / "bc_datasets")
 
 
 def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ subprocesses) on datasets damaged or built to fail, checking the bundle they lea
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from harness.datasets.curation import add_capture
 from harness.datasets.manifest import new_manifest
 from harness.datasets.recording import record_capture
 
-from .conftest import REPO, Dataset
+from .conftest import REPO, Dataset, copy_dataset
 
 SUITE = REPO / "acceptance"
 STEPS = ["dataset_integrity", "bc_trainer", "anneal_smoke", "rollback_drill", "artefact_capture"]
@@ -38,8 +37,7 @@ def outcomes(doc: dict[str, Any]) -> dict[str, str]:
 
 def corrupted_copy(root: Path) -> Path:
     """A copy of idle_v1 with one byte of an accepted capture flipped; returns its manifest."""
-    shutil.copytree(REPO / "data" / "bc_datasets", root)
-    ds = Dataset(root, "idle_v1")
+    ds = copy_dataset(Dataset(REPO / "data" / "bc_datasets", "idle_v1"), root)
     capture = ds.capture(ds.manifest().accepted()[0].id)
     data = bytearray(capture.read_bytes())
     data[len(data) // 2] ^= 0xFF

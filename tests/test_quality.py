@@ -141,7 +141,8 @@ def test_preflight_dropout_capture_is_malformed() -> None:
 )
 def test_label_noise_sits_between_the_bc_gates(manifest_path: Path) -> None:
     """The demonstrators' slips cap behaviour-cloning accuracy near 0.9: above the 0.8 gate,
-    below the 0.95 rollback overlay, which the rehearsal relies on."""
+    below the 0.95 rollback overlay, which the rehearsal relies on. The committed datasets are
+    named: another dataset registered beside them must not change what is tested."""
     from harness.datasets.capture import read_capture
     from harness.datasets.demonstrators import cartpole_heuristic
 

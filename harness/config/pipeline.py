@@ -32,6 +32,7 @@ from harness.formatting import and_more
 from harness.validation import schema_problems, validator
 
 SCHEMA = "config"
+MAX_ROLLOUT_FRAMES = 1 << 20  # frames of one PPO rollout, held in memory with their values
 _NUMBER_KEYS = [key for key in KEY_TYPES if takes_number(key)]
 
 
@@ -72,10 +73,10 @@ def problems(document: Any) -> list[str]:
     """Every problem of a config document, as ``key: message`` lines; none if it is valid.
 
     In order: a top level that is not a mapping (alone), else the schema's problems (an unknown
-    key first in its mapping), else the rules the schema cannot say (finite numbers, a minibatch
-    no larger than a rollout). The schema's defaults are filled into ``document`` as it is
-    checked, so a valid document comes out complete but for ``dataset.checksums``; give a copy
-    to keep the original.
+    key first in its mapping), else the rules the schema cannot say (finite numbers, a rollout of
+    at most ``MAX_ROLLOUT_FRAMES``, a minibatch no larger than a rollout). The schema's defaults
+    are filled into ``document`` as it is checked, so a valid document comes out complete but
+    for ``dataset.checksums``; give a copy to keep the original.
     """
     if not isinstance(document, dict):
         sections = ", ".join(SECTIONS)
@@ -104,7 +105,12 @@ def _value_problems(document: dict[str, Any]) -> list[str]:
         return found
     ppo = document["ppo"]
     rollout = ppo["num_envs"] * ppo["num_steps"]
-    if ppo["minibatch_size"] > rollout:
+    if rollout > MAX_ROLLOUT_FRAMES:  # each bound alone allows 1024 * 65536
+        found.append(
+            f"ppo.num_steps: a rollout of ppo.num_envs * ppo.num_steps = {rollout:,} frames is "
+            f"more than the maximum of {MAX_ROLLOUT_FRAMES:,}"
+        )
+    elif ppo["minibatch_size"] > rollout:
         found.append(
             f"ppo.minibatch_size: {ppo['minibatch_size']} is larger than a rollout "
             f"(ppo.num_envs * ppo.num_steps = {rollout} frames)"

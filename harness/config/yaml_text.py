@@ -1,7 +1,10 @@
 """Config YAML: reading it strictly and writing it deterministically.
 
-YAML is read as ``yaml.safe_load`` does with two differences: a repeated key is an error (it would
-silently replace the first), and ``1e-3`` is a number as in YAML 1.2 (YAML 1.1 reads it as text).
+YAML is read as ``yaml.safe_load`` does with three differences: a repeated key is an error (it
+would silently replace the first), ``1e-3`` is a number as in YAML 1.2 (YAML 1.1 reads it as
+text), and the document is bounded as it is parsed and before it is built: at most ``MAX_NODES``
+values, counting each alias as a full copy (a "billion laughs" of nine levels of nine aliases is
+387 million), nested at most ``MAX_DEPTH`` levels (an alias of an enclosing node nests forever).
 It is written with keys in the given order and lists in flow style (``[64, 64]``), as people
 write configs, so that the same document always gives the same bytes.
 """
@@ -15,7 +18,12 @@ from typing import Any
 import yaml
 
 from harness.errors import HarnessError
-from harness.validation import read_text
+from harness.files import MAX_CONFIG_BYTES
+from harness.formatting import clip
+from harness.validation import MAX_DEPTH, read_text, too_deep_message
+
+# Values a config may hold once its aliases are expanded: a config has about 40.
+MAX_NODES = 10_000
 
 
 class _DuplicateKey(yaml.YAMLError):
@@ -24,8 +32,56 @@ class _DuplicateKey(yaml.YAMLError):
         self.key, self.line, self.first = key, line, first
 
 
+class _TooLarge(yaml.YAMLError):
+    pass
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values the node graph expands to, each alias as a full copy, stopping at
+    ``MAX_NODES``: the walk costs at most that many steps, however the aliases multiply."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise _TooLarge(
+                f"its aliases expand it to more than {MAX_NODES:,} values "
+                "(a config holds a few dozen)"
+            )
+        if depth > MAX_DEPTH and isinstance(node, yaml.CollectionNode):
+            raise RecursionError
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += [(key, depth + 1), (value, depth + 1)]
+
+
 class _Loader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader, refusing repeated keys."""
+    """``yaml.safe_load``'s loader, refusing repeated keys and documents that aliases expand
+    beyond ``MAX_NODES`` values or ``MAX_DEPTH`` levels."""
+
+    composed = 0  # nodes parsed so far, and how deep the current one is
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # Bounded as they are parsed: a long flat list or a deep one is refused without
+        # parsing all of it (PyYAML scans deep flow collections in quadratic time).
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            raise _TooLarge(f"more than {MAX_NODES:,} values (a config holds a few dozen)")
+        if self.depth > MAX_DEPTH:  # a scalar may sit in the deepest collection allowed
+            raise RecursionError
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -74,25 +130,34 @@ def _one_line(text: object) -> str:
 
 
 def parse_yaml(text: str, where: str) -> Any:
-    """Parse YAML text; a syntax error or repeated key is one ``HarnessError`` line naming
-    ``where`` and the line and column."""
+    """Parse YAML text; a syntax error, a repeated key, or a document too long, too large or
+    too deep for a config is one ``HarnessError`` line naming ``where`` (and the line and
+    column of a syntax error)."""
+    if len(text) > MAX_CONFIG_BYTES:  # a file is checked as it is read; this is for --set
+        raise HarnessError(
+            f"{where}: refused: {len(text):,} characters, more than the {MAX_CONFIG_BYTES:,} "
+            "of a config"
+        )
     try:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
     except _DuplicateKey as exc:
         raise HarnessError(
-            f"{where}: duplicate key {exc.key!r} at line {exc.line} (first at line {exc.first}); "
-            "each key may appear once"
+            f"{where}: duplicate key {clip(repr(exc.key))} at line {exc.line} (first at line "
+            f"{exc.first}); each key may appear once"
         ) from None
+    except _TooLarge as exc:
+        raise HarnessError(f"{where}: refused: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise HarnessError(
-            f"{where}: not valid YAML: {_one_line(exc.problem or exc.context or 'syntax error')}{at}"
+            f"{where}: not valid YAML: "
+            f"{clip(_one_line(exc.problem or exc.context or 'syntax error'))}{at}"
         ) from None
     except yaml.YAMLError as exc:
-        raise HarnessError(f"{where}: not valid YAML: {_one_line(exc)}") from None
+        raise HarnessError(f"{where}: not valid YAML: {clip(_one_line(exc))}") from None
     except RecursionError:
-        raise HarnessError(f"{where}: not valid YAML: nested too deeply") from None
+        raise HarnessError(too_deep_message(where, "YAML")) from None
 
 
 def read_yaml(path: Path) -> Any:

@@ -1,6 +1,7 @@
 """The dataset layer: everything downstream reads data through it.
 
 - ``capture``: the HDF5 capture format (write, read, open read-only)
+- ``capture_limits``: what a capture may declare, checked on its metadata before it is read
 - ``demonstrators``, ``recording``: scripted demonstrators and recording them in Gymnasium
 - ``manifest``: manifests and their entries; ``paths``: safe capture-path resolution
 - ``checksums``: checksum sheets and their SHA256SUMS export (the hashing is ``harness.hashing``)

@@ -27,8 +27,11 @@ from typing import Any
 import numpy as np
 
 from harness.atomic import atomic_path
+from harness.datasets.capture_limits import capture_problem, env_step_limit
 from harness.envs import EnvSpec
 from harness.errors import CaptureError, HarnessError
+from harness.files import check_regular
+from harness.formatting import clip
 
 FORMAT_VERSION = 1
 REQUIRED_ATTRS = ("env_id", "demonstrator", "seed", "format_version")
@@ -132,11 +135,15 @@ def _attr(f: Any, key: str, path: Path) -> Any:
 
 
 def _json_attr(f: Any, key: str, path: Path) -> dict[str, Any]:
+    from harness.validation import parse_json  # strict: no repeated key, no NaN, bounded depth
+
     text = f.attrs.get(key, "{}")
     try:
-        value = json.loads(text.decode() if isinstance(text, bytes) else text)
-    except (json.JSONDecodeError, AttributeError, TypeError, RecursionError):
-        raise CaptureError(f"{path}: attribute '{key}' is not JSON") from None
+        value = parse_json(text.decode() if isinstance(text, bytes) else text, f"attribute '{key}'")
+    except HarnessError as exc:  # "attribute 'demonstrator_params': not valid JSON: ..."
+        raise CaptureError(f"{path}: {exc}") from None
+    except (AttributeError, TypeError, UnicodeDecodeError):
+        raise CaptureError(f"{path}: attribute '{key}' is not JSON text") from None
     return value if isinstance(value, dict) else {}
 
 
@@ -160,16 +167,21 @@ def read_meta(f: Any, path: Path) -> CaptureMeta:
             steps=int(f.attrs.get("steps", -1)),
         )
     except (TypeError, ValueError) as exc:
-        raise CaptureError(f"{path}: malformed file attribute: {exc}") from None
+        raise CaptureError(f"{path}: malformed file attribute: {clip(str(exc))}") from None
 
 
 def open_capture(path: str | Path) -> Any:
-    """Open a capture read-only; a file that is not HDF5 becomes a ``CaptureError``."""
+    """Open a capture read-only; a missing file, one that is not a regular file (a FIFO would
+    hang HDF5's open) or not HDF5 becomes a ``CaptureError``."""
     import h5py
 
     path = Path(path)
-    if not path.is_file():
-        raise CaptureError(f"{path}: capture file not found")
+    try:
+        check_regular(path)
+    except FileNotFoundError:
+        raise CaptureError(f"{path}: capture file not found") from None
+    except OSError as exc:
+        raise CaptureError(f"{path}: {exc.strerror or exc}; expected a capture file") from None
     try:
         return h5py.File(path, "r")
     except OSError as exc:
@@ -178,15 +190,40 @@ def open_capture(path: str | Path) -> Any:
 
 def episode_names(f: Any) -> list[str]:
     """``demo_<k>`` group names in episode order (numeric, not lexical)."""
+    import h5py
+
     data = f.get("data")
-    if data is None:
+    if not isinstance(data, h5py.Group):
         return []
     names = [n for n in data if _DEMO.match(n)]
     return sorted(names, key=lambda n: int(_DEMO.match(n).group(1)))  # type: ignore[union-attr]
 
 
+def check_before_reading(f: Any, path: Path, env_id: str) -> list[str]:
+    """The capture's episode names, once what they declare is checked against the file and the
+    environment's episode limit (``capture_limits``); else a ``CaptureError``."""
+    names = episode_names(f)
+    problem = (
+        capture_problem(f["data"], names, EPISODE_KEYS, env_step_limit(env_id)) if names else None
+    )
+    if problem:
+        raise CaptureError(f"{path}: {problem}")
+    return names
+
+
+def non_finite(arrays: dict[str, np.ndarray]) -> str | None:
+    """Which of an episode's observations, actions and rewards hold NaN or inf, if any."""
+    bad = [
+        k
+        for k in ("obs", "actions", "rewards")
+        if np.issubdtype(arrays[k].dtype, np.inexact) and not np.isfinite(arrays[k]).all()
+    ]
+    return f"NaN or inf in {', '.join(bad)}" if bad else None
+
+
 def read_capture(path: str | Path) -> tuple[CaptureMeta, list[Episode]]:
-    """Read a whole capture, raising ``CaptureError`` on any structural problem."""
+    """Read a whole capture, raising ``CaptureError`` on any structural problem, on what it
+    declares beyond bounds (checked before reading) and on NaN or inf values."""
     path = Path(path)
     with open_capture(path) as f:
         meta = read_meta(f, path)
@@ -196,7 +233,7 @@ def read_capture(path: str | Path) -> tuple[CaptureMeta, list[Episode]]:
                 f"(this harness reads {FORMAT_VERSION})"
             )
         episodes = []
-        for name in episode_names(f):
+        for name in check_before_reading(f, path, meta.env_id):
             group = f["data"][name]
             missing = [k for k in EPISODE_KEYS if k not in group]
             if missing:
@@ -207,5 +244,7 @@ def read_capture(path: str | Path) -> tuple[CaptureMeta, list[Episode]]:
                 raise CaptureError(
                     f"{path}: data/{name} has datasets of different lengths {lengths}"
                 )
+            if problem := non_finite(arrays):
+                raise CaptureError(f"{path}: data/{name}: {problem}; it cannot be trained on")
             episodes.append(Episode(**arrays))
     return meta, episodes

@@ -23,7 +23,7 @@ from harness.datasets.checksums import ChecksumSheet, build_sheet, save_sheet
 from harness.datasets.manifest import Entry, Manifest
 from harness.datasets.quality import inspect_capture
 from harness.errors import CaptureError, HarnessError
-from harness.formatting import display
+from harness.formatting import clip, display
 from harness.locking import exclusive, lock_file, shared
 
 
@@ -67,7 +67,7 @@ def add_capture(
         meta = read_meta(f, capture)
     if meta.env_spec() != manifest.env_spec():
         raise CaptureError(
-            f"{capture}: recorded in {meta.env_spec()}, dataset '{manifest.dataset}' "
+            f"{capture}: recorded in {clip(str(meta.env_spec()))}, dataset '{manifest.dataset}' "
             f"is for {manifest.env_spec()}"
         )
     root = Path(os.path.realpath(manifest.captures_dir))

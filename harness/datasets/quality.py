@@ -19,12 +19,13 @@ from harness.datasets.capture import (
     EPISODE_KEYS,
     FORMAT_VERSION,
     REQUIRED_ATTRS,
-    episode_names,
+    check_before_reading,
     open_capture,
     read_meta,
 )
 from harness.envs import EnvSpec, env_spaces
 from harness.errors import CaptureError, HarnessError
+from harness.formatting import clip
 
 DOMINANT_SHARE = 0.9  # a capture where one action exceeds this share is flagged
 
@@ -103,13 +104,19 @@ def inspect_capture(path: str | Path, expected_env: EnvSpec | str | None = None)
         if isinstance(expected_env, str):
             expected_env = EnvSpec.of(expected_env)
         if expected_env is not None and meta.env_spec() != expected_env:
-            q.errors.append(f"recorded in {meta.env_spec()}, the dataset is for {expected_env}")
+            q.errors.append(
+                f"recorded in {clip(str(meta.env_spec()))}, the dataset is for {expected_env}"
+            )
         try:
             obs_space, act_space = env_spaces(meta.env_spec())
         except HarnessError as exc:
-            q.errors.append(str(exc))
+            q.errors.append(clip(str(exc), 300))  # it names the capture's env id
             return q
-        names = episode_names(f)
+        try:  # what the episodes declare, before anything is read
+            names = check_before_reading(f, path, meta.env_id)
+        except CaptureError as exc:
+            q.errors.append(str(exc).removeprefix(f"{path}: "))
+            return q
         if not names:
             q.errors.append("no episodes (no data/demo_<k> groups)")
         counts: Counter[int] = Counter()
@@ -130,7 +137,11 @@ def _inspect_episode(
     if missing:
         q.errors.append(f"{where}: missing dataset(s) {', '.join(missing)}")
         return
-    arrays = {k: group[k][()] for k in EPISODE_KEYS}
+    try:
+        arrays = {k: group[k][()] for k in EPISODE_KEYS}
+    except OSError as exc:  # a damaged chunk
+        q.errors.append(f"{where}: cannot be read ({exc})")
+        return
     lengths = {k: (a.shape[0] if a.ndim else None) for k, a in arrays.items()}
     if len(set(lengths.values())) != 1:
         detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
@@ -143,8 +154,12 @@ def _inspect_episode(
     problem = _observation_problem(obs, obs_space)
     if problem:
         q.errors.append(f"{where}: {problem}")
-    if not np.isfinite(rewards).all():
+    if not np.issubdtype(rewards.dtype, np.number):
+        q.errors.append(f"{where}: rewards must be numbers, found {rewards.dtype}")
+    elif not np.isfinite(rewards).all():
         q.errors.append(f"{where}: non-finite rewards")
+    if np.issubdtype(actions.dtype, np.inexact) and not np.isfinite(actions).all():
+        q.errors.append(f"{where}: NaN or inf in actions")
     if not _check_actions(q, where, actions, act_space, counts):
         return
     ends = arrays["terminated"].astype(bool) | arrays["truncated"].astype(bool)

@@ -31,7 +31,7 @@ from typing import Any
 from harness.atomic import atomic_path, write_json_atomic
 from harness.errors import HarnessError
 from harness.training.storefiles import load_json_regular
-from harness.validation import check, read_text
+from harness.validation import check, parse_json, read_text
 
 LOG_NAME = "anneal_results.json"
 # A record is a few KB: this is tens of thousands of stages, and refuses a file that is not a
@@ -166,10 +166,7 @@ def read_ppo_log(path: str | Path) -> list[dict[str, Any]]:
     """The lines of a PPO log, each schema-checked; errors name the file and the line."""
     lines = []
     for number, text in enumerate(read_text(path, "PPO log", "JSON Lines file").splitlines(), 1):
-        try:
-            line = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{path}: line {number}: not JSON ({exc.msg})") from None
+        line = parse_json(text, f"{path}: line {number}")  # strict, as every JSON read
         check(line, "ppo_log", f"{path}: line {number}")
         lines.append(line)
     return lines
