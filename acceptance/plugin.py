@@ -18,7 +18,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
 from harness.formatting import utc_now
 from harness.locking import exclusive
+from harness.validation import load_json
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
 PROPERTY = "rehearsal"  # the user property naming an item's dataset and step
@@ -401,7 +401,7 @@ class ControllerPlugin:
             files = DatasetFiles(self.opts.bundle, ref.name)
             verdict = "not written"
             if files.summary.is_file():
-                passed = json.loads(files.summary.read_text("utf-8"))["passed"]
+                passed = load_json(files.summary, "summary")["passed"]
                 verdict = "PASSED" if passed else "FAILED"
             terminalreporter.write_line(f"{ref.name}: rehearsal {verdict}; {files.report.name}")
         for problem in self.problems:

@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.formatting import clip
 
 DISCRETE, CONTINUOUS = "discrete", "continuous"
 
@@ -32,7 +33,7 @@ class EnvSpec:
     @classmethod
     def of(cls, env_id: str, kwargs: Mapping[str, Any] | None = None) -> EnvSpec:
         if not isinstance(env_id, str) or not env_id:
-            raise HarnessError(f"environment id {env_id!r}: expected a non-empty string")
+            raise HarnessError(f"environment id {clip(repr(env_id))}: expected a non-empty string")
         kwargs = dict(kwargs or {})
         if not all(isinstance(k, str) for k in kwargs):
             raise HarnessError(f"{env_id}: environment keyword arguments need string names")
@@ -77,30 +78,29 @@ def _made(spec: EnvSpec, make: Any) -> Any:
         return make()
     except gym.error.UnregisteredEnv as exc:
         raise HarnessError(
-            f"environment '{spec.id}' is not in Gymnasium's registry: {_first_line(exc)}"
+            f"environment '{clip(spec.id)}' is not in Gymnasium's registry: {_first_line(exc)}"
         ) from None
     except gym.error.DependencyNotInstalled as exc:
         raise HarnessError(
-            f"environment '{spec.id}' needs a package that is not installed: {_first_line(exc)}"
+            f"environment '{clip(spec.id)}' needs a package that is not installed: {_first_line(exc)}"
         ) from None
     except ImportError as exc:
         module = spec.id.partition(":")[0] if ":" in spec.id else getattr(exc, "name", None)
         raise HarnessError(
-            f"environment '{spec.id}': cannot import {module or 'a module it needs'} "
+            f"environment '{clip(spec.id)}': cannot import {module or 'a module it needs'} "
             f"({_first_line(exc)})"
         ) from None
     except TypeError as exc:
         if spec.kwargs_text != "{}" and "argument" in str(exc):
             raise HarnessError(
-                f"environment '{spec.id}' refuses the keyword arguments {spec.kwargs_text}: "
+                f"environment '{clip(spec.id)}' refuses the keyword arguments {clip(spec.kwargs_text)}: "
                 f"{_first_line(exc)}"
             ) from None
         raise
 
 
 def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return clip(" ".join(str(exc).split()), 300)
 
 
 def make_env(env: EnvSpec | str) -> Any:  # -> gymnasium.Env
@@ -168,15 +168,15 @@ def check_spaces(env: EnvSpec | str) -> tuple[Any, Any, str]:
     obs_space, act_space = env_spaces(spec)
     if not isinstance(obs_space, gym.spaces.Box):
         raise HarnessError(
-            f"environment '{spec}': observation space {obs_space} is not a Box of numbers"
+            f"environment '{clip(str(spec))}': observation space {obs_space} is not a Box of numbers"
         )
     if obs_space.dtype == np.uint8 and len(obs_space.shape) >= 2:
         raise HarnessError(
-            f"environment '{spec}': image observations {obs_space.shape} are not supported yet; "
+            f"environment '{clip(str(spec))}': image observations {obs_space.shape} are not supported yet; "
             "give a vector observation (e.g. a wrapper that flattens features)"
         )
     try:
         kind = action_kind(act_space)
     except HarnessError as exc:
-        raise HarnessError(f"environment '{spec}': {exc}") from None
+        raise HarnessError(f"environment '{clip(str(spec))}': {exc}") from None
     return obs_space, act_space, kind

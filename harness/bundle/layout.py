@@ -123,11 +123,13 @@ class DatasetFiles:
         ]
 
     def existing(self) -> list[Path]:
-        """Every file the dataset owns that is on disk, its run folders included, sorted."""
+        """Every file the dataset owns that is on disk, its run folders included, sorted; lock
+        files (``.<name>.lock``, which coordinate writers and name the last holder) are no
+        artefacts."""
         found = [p for p in self.files if p.is_file()]
         if self.runs.is_dir():
             for dirpath, _dirs, names in os.walk(self.runs):
-                found.extend(Path(dirpath, n) for n in names)
+                found.extend(Path(dirpath, n) for n in names if not _is_lock(n))
         return sorted(found)
 
     def owns(self, rel: str) -> bool:
@@ -140,6 +142,10 @@ class DatasetFiles:
             and parts[:2] == [RUNS_DIR, self.dataset]
             and all(part not in ("", ".", "..") for part in parts)
         )
+
+
+def _is_lock(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".lock")
 
 
 def run_log(root: Path) -> Path:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from harness.cli.failures import internal_error_line, os_error_line, write_traceback
 from harness.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, HarnessError
-from harness.formatting import display
+from harness.formatting import clip, display
 
 if TYPE_CHECKING:
     from harness.datasets.quality import CaptureQuality
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except HarnessError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        # One line whatever the message quotes (a path holding a line break, a long value).
+        print(f"harness: error: {clip(str(exc), 2000)}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         print(f"harness: error: {os_error_line(exc)}", file=sys.stderr)

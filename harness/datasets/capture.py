@@ -199,12 +199,12 @@ def episode_names(f: Any) -> list[str]:
     return sorted(names, key=lambda n: int(_DEMO.match(n).group(1)))  # type: ignore[union-attr]
 
 
-def check_before_reading(f: Any, path: Path, env_id: str) -> list[str]:
+def check_before_reading(f: Any, path: Path, env: EnvSpec) -> list[str]:
     """The capture's episode names, once what they declare is checked against the file and the
     environment's episode limit (``capture_limits``); else a ``CaptureError``."""
     names = episode_names(f)
     problem = (
-        capture_problem(f["data"], names, EPISODE_KEYS, env_step_limit(env_id)) if names else None
+        capture_problem(f["data"], names, EPISODE_KEYS, env_step_limit(env)) if names else None
     )
     if problem:
         raise CaptureError(f"{path}: {problem}")
@@ -233,7 +233,7 @@ def read_capture(path: str | Path) -> tuple[CaptureMeta, list[Episode]]:
                 f"(this harness reads {FORMAT_VERSION})"
             )
         episodes = []
-        for name in check_before_reading(f, path, meta.env_id):
+        for name in check_before_reading(f, path, meta.env_spec()):
             group = f["data"][name]
             missing = [k for k in EPISODE_KEYS if k not in group]
             if missing:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
+
+from harness.envs import EnvSpec, max_episode_steps
+from harness.errors import HarnessError
 
 MiB = 1 << 20
 MAX_INFLATION = 1100  # deflate's ceiling is 1032:1; the shuffle filter does not change it
@@ -109,13 +111,11 @@ def capture_problem(
     return None
 
 
-@cache
-def env_step_limit(env_id: str) -> int | None:
-    """``max_episode_steps`` of a registered environment; None if it has none or is unknown."""
-    import gymnasium as gym
-
+def env_step_limit(env: EnvSpec) -> int | None:
+    """``max_episode_steps`` of the environment as made with its keyword arguments (which may
+    change it); None if it has none or cannot be made (the caller reports the environment)."""
     try:
-        limit = gym.spec(env_id).max_episode_steps
-    except gym.error.Error:  # an unknown or malformed id: the caller reports the environment
+        limit = max_episode_steps(env)
+    except HarnessError:
         return None
     return int(limit) if isinstance(limit, int) and limit > 0 else None

@@ -113,7 +113,7 @@ def inspect_capture(path: str | Path, expected_env: EnvSpec | str | None = None)
             q.errors.append(clip(str(exc), 300))  # it names the capture's env id
             return q
         try:  # what the episodes declare, before anything is read
-            names = check_before_reading(f, path, meta.env_id)
+            names = check_before_reading(f, path, meta.env_spec())
         except CaptureError as exc:
             q.errors.append(str(exc).removeprefix(f"{path}: "))
             return q

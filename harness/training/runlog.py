@@ -18,7 +18,6 @@ when the stage ends; a failed or killed run leaves the previous PPO log, if any.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -30,6 +29,7 @@ from typing import Any
 
 from harness.atomic import atomic_path, write_json_atomic
 from harness.errors import HarnessError
+from harness.locking import exclusive
 from harness.training.storefiles import load_json_regular
 from harness.validation import check, parse_json, read_text
 
@@ -62,13 +62,10 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 @contextlib.contextmanager
 def _locked(log_dir: Path) -> Iterator[None]:
+    # The project's locks: a bounded wait naming the holder, and no FIFO or link as the lock.
     log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / LOCK_NAME, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with exclusive(log_dir / LOCK_NAME, "writing the run log"):
+        yield
 
 
 def update_log(

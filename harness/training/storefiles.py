@@ -8,20 +8,21 @@ is a file larger than its limit or than the size the checkpoint records for it, 
 read. Errors are one line naming the file (``CheckpointError`` unless the caller names another
 ``HarnessError``).
 
-(``read_regular`` does what a project-wide regular-file reader does; it can give way to one.)
+``harness.files`` reads the files a user names, where a link is theirs to make; a store's files
+are refused through any link and checked against the sizes the checkpoint records, hence this
+module of its own. JSON is parsed by the project's one strict parser (``validation.parse_json``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.validation import check
+from harness.validation import check, parse_json
 
 BLOCK = 1 << 20
 Error = type[HarnessError]
@@ -93,29 +94,19 @@ def sha256_regular(path: Path, limit: int, what: str, expected: int) -> str:
     return digest.hexdigest()
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def load_json_regular(
     path: Path, limit: int, what: str, schema: str, error: Error = CheckpointError
 ) -> Any:
-    """A JSON document from a regular file no larger than ``limit``, checked against ``schema``
-    (NaN and Infinity, which Python's parser would accept, are refused)."""
+    """A JSON document from a regular file no larger than ``limit``, parsed strictly (no repeated
+    key, no NaN or Infinity, bounded nesting) and checked against ``schema``."""
     data = read_regular(path, limit, what, error=error)
     try:
-        document = json.loads(data.decode("utf-8-sig"), parse_constant=_no_constant)
+        document = parse_json(data.decode("utf-8-sig"), path)
     except UnicodeDecodeError as exc:
         raise error(
             f"{path}: cannot read {what}: not UTF-8 text (byte {exc.start}: {exc.reason})"
         ) from None
-    except json.JSONDecodeError as exc:
-        raise error(
-            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except ValueError as exc:
-        raise error(f"{path}: not valid JSON: {exc}") from None
-    except RecursionError:
-        raise error(f"{path}: not valid JSON: nested too deeply") from None
+    except HarnessError as exc:
+        raise error(str(exc)) from None
     check(document, schema, path)
     return document
