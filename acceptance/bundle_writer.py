@@ -8,6 +8,7 @@ layout, which both sides take from ``harness.bundle``.
 
 from __future__ import annotations
 
+import glob
 import shutil
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ def clear_dataset(root: Path, dataset: str) -> None:
     files = DatasetFiles(root, dataset)
     for path in files.files:
         path.unlink(missing_ok=True)
+        # A session killed mid-write leaves its atomic writer's temporary file beside the target
+        # (``harness.atomic``: ``.<name>.<random>.tmp``); the session lock makes it stale now.
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     if files.runs.exists():
         shutil.rmtree(files.runs)
     if run_log(root).exists():

@@ -772,3 +772,16 @@ def test_a_damaged_tag_manifest_is_reported(bundle: Path, damage, expected) -> N
     result = call_cli("bundle", "verify", bundle, "--json")
     assert result.returncode == 1
     check(json.loads(result.stdout), "bundle_report", "bundle verify --json")
+
+
+def test_clearing_a_dataset_removes_the_temporary_files_a_killed_session_left(
+    tmp_path: Path,
+) -> None:
+    """A session killed inside an atomic write leaves ``.<name>.<random>.tmp`` beside the target;
+    the next session clears it with the dataset's files, and no other dataset's."""
+    mine = tmp_path / ".rollback_config_idle_v1.yaml.947uh5n8.tmp"
+    other = tmp_path / ".rollback_config_other.yaml.x1.tmp"
+    for path in (mine, other, tmp_path / "config_idle_v1.yaml"):
+        path.write_text("partial", encoding="utf-8")
+    clear_dataset(tmp_path, "idle_v1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [other.name]
