@@ -17,6 +17,7 @@ from acceptance.rehearsal import Rehearsal
 from harness.datasets.checksums import ChecksumSheet, load_sheet
 from harness.datasets.manifest import Manifest, load_manifest
 from harness.datasets.registry import DatasetRef
+from harness.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,12 @@ class RehearsalDataset:
 @pytest.fixture(scope="session")
 def dataset(request: pytest.FixtureRequest) -> RehearsalDataset:
     ref: DatasetRef = request.param
-    return RehearsalDataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
+    try:
+        return RehearsalDataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
+    except HarnessError as exc:
+        # A manifest or sheet the harness refuses: the step's error is that one line, not a
+        # traceback, in the terminal, the report and the summary alike.
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

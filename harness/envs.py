@@ -50,10 +50,14 @@ class EnvSpec:
         """From an id and a JSON object as typed on a command line."""
         if not kwargs_text:
             return cls.of(env_id)
+        from harness.validation import parse_json  # strict: a repeated key is refused, as in --set
+
         try:
-            kwargs = json.loads(kwargs_text)
-        except json.JSONDecodeError as exc:
-            raise HarnessError(f"{origin} {kwargs_text[:200]!r}: not JSON ({exc.msg})") from None
+            kwargs = parse_json(kwargs_text, origin)
+        except HarnessError as exc:
+            raise HarnessError(
+                f"{origin} {clip(repr(kwargs_text))}: {exc}".replace(f": {origin}:", ":")
+            ) from None
         if not isinstance(kwargs, dict):
             raise HarnessError(f"{origin} {kwargs_text[:200]!r}: expected a JSON object")
         return cls.of(env_id, kwargs)
@@ -90,13 +94,18 @@ def _made(spec: EnvSpec, make: Any) -> Any:
             f"environment '{clip(spec.id)}': cannot import {module or 'a module it needs'} "
             f"({_first_line(exc)})"
         ) from None
-    except TypeError as exc:
-        if spec.kwargs_text != "{}" and "argument" in str(exc):
-            raise HarnessError(
-                f"environment '{clip(spec.id)}' refuses the keyword arguments {clip(spec.kwargs_text)}: "
-                f"{_first_line(exc)}"
-            ) from None
-        raise
+    except Exception as exc:
+        # The environment's own code (a team's, or Gymnasium's asserts on a keyword argument):
+        # whatever it raises, the environment could not be made as asked.
+        given = (
+            f" with the keyword arguments {clip(spec.kwargs_text)}"
+            if spec.kwargs_text != "{}"
+            else ""
+        )
+        raise HarnessError(
+            f"environment '{clip(spec.id)}' could not be made{given}: "
+            f"{type(exc).__name__}: {_first_line(exc)}"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -146,6 +155,11 @@ def action_kind(action_space: Any) -> str:
     import numpy as np
 
     if isinstance(action_space, gym.spaces.Discrete):
+        if int(action_space.start) != 0:
+            raise HarnessError(
+                f"action space {action_space}: a Discrete space starting at {action_space.start} "
+                "is not supported yet (actions must be 0..n-1)"
+            )
         return DISCRETE
     if isinstance(action_space, gym.spaces.Box) and np.issubdtype(action_space.dtype, np.floating):
         if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
@@ -179,4 +193,12 @@ def check_spaces(env: EnvSpec | str) -> tuple[Any, Any, str]:
         kind = action_kind(act_space)
     except HarnessError as exc:
         raise HarnessError(f"environment '{clip(str(spec))}': {exc}") from None
+    limit = max_episode_steps(spec)
+    if limit is None or limit <= 0:
+        # Recording, PPO's evaluation and the gates all run episodes to their end.
+        raise HarnessError(
+            f"environment '{clip(str(spec))}' has no time limit (max_episode_steps {limit}), so "
+            "an episode may never end; register it with max_episode_steps, or pass "
+            "max_episode_steps in its keyword arguments (e.g. --env-kwargs '{\"max_episode_steps\": 1000}')"
+        )
     return obs_space, act_space, kind

@@ -113,12 +113,23 @@ def test_refusals_are_one_line(outside: Path, tmp_path: Path) -> None:
     cases = [
         (lambda: make_env("nosuchmodule:X-v0"), "cannot import nosuchmodule"),
         (lambda: make_env("Nope-v0"), "not in Gymnasium's registry"),
-        (lambda: make_env(EnvSpec.of("CartPole-v1", {"bogus": 1})), "refuses the keyword"),
+        (
+            lambda: make_env(EnvSpec.of("CartPole-v1", {"bogus": 1})),
+            "could not be made with the keyword arguments",
+        ),
+        (
+            lambda: make_env(EnvSpec.of("LunarLander-v3", {"gravity": 5})),
+            "could not be made .*AssertionError: gravity",
+        ),
+        (
+            lambda: check_spaces(EnvSpec.of("CartPole-v1", {"max_episode_steps": -1})),
+            "has no time limit",
+        ),
         (lambda: resolve_demonstrator("mycorridor.control:nope", ENV_ID), "has no 'nope'"),
         (lambda: resolve_demonstrator("nosuch.mod:f", ENV_ID), "cannot import nosuch.mod"),
         (lambda: resolve_demonstrator("heuristic", "Pendulum-v1"), "no demonstrator 'heuristic'"),
         (lambda: EnvSpec.parse("CartPole-v1", "[1]"), "expected a JSON object"),
-        (lambda: EnvSpec.parse("CartPole-v1", "{nope"), "not JSON"),
+        (lambda: EnvSpec.parse("CartPole-v1", "{nope"), "not valid JSON"),
         (
             lambda: record_episodes(ENV_ID, "builtins:slice", noise=0.0, episodes=1, seed=0),
             "no action of",
@@ -126,6 +137,12 @@ def test_refusals_are_one_line(outside: Path, tmp_path: Path) -> None:
         (
             lambda: record_episodes(ENV_ID, "builtins:len", noise=0.0, episodes=1, seed=0),
             "demonstrator 'builtins:len' failed: TypeError",
+        ),
+        (
+            lambda: record_episodes(
+                ENV_ID, "mycorridor.control:bail", noise=0.0, episodes=1, seed=0
+            ),
+            "demonstrator 'mycorridor.control:bail' failed: SystemExit",
         ),
     ]
     for call, message in cases:
@@ -150,8 +167,44 @@ class _Unbounded(gym.Env):
     action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
 
 
+class _StartsAtOne(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(3, start=1)
+
+
 def _needs_a_package() -> gym.Env:
     raise gym.error.DependencyNotInstalled('Box9D is not installed, run `pip install "box9d"`')
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [(np.array([np.nan], np.float32), "NaN or infinity"), (np.array([7.0]), None)],
+)
+def test_a_continuous_demonstrator_action_is_finite_and_clipped(
+    action: np.ndarray, message: str | None
+) -> None:
+    spec = resolve_demonstrator("idle", "Pendulum-v1")
+    made = make_env("Pendulum-v1")
+    try:
+        source = ActionSource(spec, made, noise=0.0, seed=0)
+        if message:
+            with pytest.raises(HarnessError, match=message):
+                source._checked(action)
+        else:
+            assert source._checked(action).tolist() == [2.0]  # Pendulum's bound
+    finally:
+        made.close()
+
+
+def test_a_discrete_demonstrator_action_is_a_whole_number() -> None:
+    made = make_env("CartPole-v1")
+    try:
+        source = ActionSource(resolve_demonstrator("idle", "CartPole-v1"), made, 0.0, 0)
+        assert source._checked(np.int64(1)) == 1 and source._checked(1.0) == 1
+        with pytest.raises(HarnessError, match="not a whole number"):
+            source._checked(0.7)
+    finally:
+        made.close()
 
 
 def test_spaces_the_trainer_cannot_learn_are_refused() -> None:
@@ -159,6 +212,8 @@ def test_spaces_the_trainer_cannot_learn_are_refused() -> None:
         check_spaces(_register("Test/Image-v0", _Image))
     with pytest.raises(HarnessError, match="unbounded"):
         check_spaces(_register("Test/Unbounded-v0", _Unbounded))
+    with pytest.raises(HarnessError, match="starting at 1 is not supported"):
+        check_spaces(_register("Test/StartsAtOne-v0", _StartsAtOne))
     with pytest.raises(HarnessError, match=r"needs a package .*pip install \"box9d\""):
         make_env(_register("Test/NeedsBox9D-v0", _needs_a_package))
 
@@ -205,8 +260,13 @@ def test_the_cli_takes_a_team_env_and_the_config_follows_its_dataset(
     config = overlay(base, tmp_path / "corr.yaml", dataset=str(manifest_path))
     assert config.env.spec() == manifest.env_spec()
     assert env_mismatch(config, manifest) is None
-    wrong = overlay(tmp_path / "corr.yaml", tmp_path / "wrong.yaml", ["env.kwargs={friction: 0.5}"])
-    assert "env.kwargs are" in (env_mismatch(wrong, manifest) or "")
+    with pytest.raises(HarnessError, match=r"wrong\.yaml: not written: env\.kwargs are"):
+        overlay(tmp_path / "corr.yaml", tmp_path / "wrong.yaml", ["env.kwargs={friction: 0.5}"])
+    assert not (tmp_path / "wrong.yaml").exists()
+    # Written by hand, it is refused by config check, naming the file and the disagreement.
+    text = (tmp_path / "corr.yaml").read_text(encoding="utf-8")
+    (tmp_path / "wrong.yaml").write_text(text.replace("friction: 0.2", "friction: 0.5"), "utf-8")
+    assert "env.kwargs are" in (env_mismatch(load_config(tmp_path / "wrong.yaml"), manifest) or "")
     checked = _cli(["config", "check", str(tmp_path / "wrong.yaml")], tmp_path, outside)
     assert checked.returncode == 2
     assert checked.stderr.count("\n") == 1 and "friction" in checked.stderr, checked.stderr

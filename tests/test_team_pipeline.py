@@ -80,16 +80,22 @@ def test_a_team_dataset_goes_from_recording_to_a_passed_rehearsal(
     root = tmp_path / "data" / "bc_datasets"
     captures = root / "captures" / ds.name
     kwargs = ["--env-kwargs", ds.env_kwargs] if ds.env_kwargs else []
+    # The team's base config first (its thresholds; the rehearsal brings dataset and env), then
+    # the dataset naming it, then the training config on the dataset.
+    team.harness(
+        "config", "overlay", REPO / "configs" / "examples" / "poc_hybrid.yaml",
+        "-o", tmp_path / "base.yaml",
+        "--set", f"bc.accuracy_threshold={ds.threshold}",
+        "--set", f"anneal.regression_tolerance={ds.tolerance}",
+    )  # fmt: skip
     team.harness(
         "dataset", "create", ds.name, "--env", ds.env, *kwargs, "--root", root,
         "--base-config", tmp_path / "base.yaml",
     )  # fmt: skip
     manifest = root / "manifests" / f"{ds.name}.json"
     team.harness(
-        "config", "overlay", REPO / "configs" / "examples" / "poc_hybrid.yaml",
-        "-o", tmp_path / "base.yaml", "--dataset", manifest,
-        "--set", f"bc.accuracy_threshold={ds.threshold}",
-        "--set", f"anneal.regression_tolerance={ds.tolerance}",
+        "config", "overlay", tmp_path / "base.yaml", "-o", tmp_path / "train.yaml",
+        "--dataset", manifest,
         "--set", "output.log_dir=runs/logs", "--set", "output.checkpoint_dir=runs/checkpoints",
     )  # fmt: skip
 
@@ -108,13 +114,13 @@ def test_a_team_dataset_goes_from_recording_to_a_passed_rehearsal(
         team.harness("dataset", "review", ds.name, f"cap_{k}", "--accept")
     team.harness("dataset", "review", ds.name, "cap_random", "--reject", "--reason", "random")
     team.harness("dataset", "verify", ds.name)
-    team.harness("config", "check", tmp_path / "base.yaml")
+    team.harness("config", "check", tmp_path / "train.yaml")
 
     training = REPO / "scripts" / "run_training.py"
-    bc = team.run(sys.executable, training, tmp_path / "base.yaml", "--mode", "bc")
+    bc = team.run(sys.executable, training, tmp_path / "train.yaml", "--mode", "bc")
     assert bc.returncode == 0, bc.stdout + bc.stderr
     mixed = team.run(
-        sys.executable, training, tmp_path / "base.yaml", "--mode", "mixed", "--epochs", "2",
+        sys.executable, training, tmp_path / "train.yaml", "--mode", "mixed", "--epochs", "2",
         "--ppo-log", tmp_path / "runs" / "ppo.jsonl",
     )  # fmt: skip
     assert mixed.returncode == 0, mixed.stdout + mixed.stderr

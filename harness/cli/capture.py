@@ -11,6 +11,7 @@ from harness.cli.common import (
     Groups,
     emit,
     emit_quality,
+    non_negative,
     positive,
     probability,
 )
@@ -107,7 +108,9 @@ def _register_record(commands: Groups) -> None:
         help="probability of a random action at each step, in [0, 1]; default %(default)s",
     )
     p.add_argument("--episodes", type=positive, required=True, help="number of episodes")
-    p.add_argument("--seed", type=int, required=True, help="seed of the environment and the noise")
+    p.add_argument(
+        "--seed", type=non_negative, required=True, help="seed of the environment and the noise"
+    )
     p.add_argument("-o", "--output", required=True, help="capture file to write (.h5)")
     p.add_argument(
         "--force",

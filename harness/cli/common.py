@@ -35,7 +35,7 @@ ENV_KWARGS_HELP = (
     "recorded in the manifest and every capture"
 )
 DATASET_HELP = (
-    "dataset name (idle_v1, preflight, or a name registered under data/bc_datasets/) "
+    "dataset name (idle_v1, lander_v1, preflight, or a name registered under data/bc_datasets/) "
     "or a path to a manifest file"
 )
 

@@ -48,6 +48,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     from harness.config import load_config
     from harness.config.dataset_match import check_env_matches
     from harness.datasets.manifest import load_manifest
+    from harness.envs import check_spaces
 
     config = load_config(args.config)
     # A config is only usable with its dataset; outputs are created by the run.
@@ -58,6 +59,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise HarnessError(f"{args.config}: {key}: {path} is not a file")
     check_env_matches(config, load_manifest(config.dataset.manifest))
+    check_spaces(config.env.spec())  # an env that cannot be made, or learnt, fails here, not later
     sys.stdout.write(config.to_yaml())
     emit(f"# config hash: {config.hash()}")
     return EXIT_OK
@@ -97,7 +99,8 @@ def register(groups: Groups) -> None:
         help="validate a config and print it resolved",
         description=(
             "Validate CONFIG, check that its dataset's manifest and checksum sheet exist and that "
-            "its env (env.id, env.kwargs) is the one the dataset was recorded in, and print "
+            "its env (env.id, env.kwargs) is the one the dataset was recorded in and can be made "
+            "and learnt, and print "
             "the complete config (defaults filled in, absolute paths) as YAML, followed by "
             "'# config hash: <sha256>': the hash of the training recipe, which the output folders "
             "do not change. Exit 0 if valid, else 2 with one line on stderr."

@@ -75,6 +75,10 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
 
     env = EnvSpec.parse(args.env, args.env_kwargs)
     check_spaces(env)  # an environment that cannot be made, or trained on, is refused now
+    if args.base_config:
+        from harness.config import load_config
+
+        load_config(args.base_config)  # a config the rehearsal can overlay, or one line now
     root = Path(args.root) if args.root else project_root() / DATASETS_DIR
     manifest_path = root / "manifests" / f"{args.name}.json"
     sheet_path = root / "checksums" / f"{args.name}.json"
@@ -87,11 +91,7 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
             manifest_path, args.name, env.id, captures, args.description, env_kwargs=env.kwargs
         )
         if args.base_config:
-            # Stored relative to the manifest's folder, as captures_dir is.
-            base = os.path.relpath(
-                Path(args.base_config).absolute(), manifest_path.absolute().parent
-            )
-            manifest.base_config = Path(base).as_posix()
+            manifest.base_config = _base_config_text(Path(args.base_config), manifest_path)
         captures.mkdir(parents=True, exist_ok=True)
         manifest.save()
         ChecksumSheet(sheet_path, args.name, {}).save()
@@ -100,6 +100,19 @@ def cmd_dataset_create(args: argparse.Namespace) -> int:
         f"checksum sheet {display(sheet_path)}, captures in {display(captures)}/"
     )
     return EXIT_OK
+
+
+def _base_config_text(config: Path, manifest: Path) -> str:
+    """How the manifest names its base config: relative to the manifest's folder when both lie
+    in the project (``project_root``: they move together), else absolute (data kept apart from
+    its configs must not break when one of them moves)."""
+    from harness.datasets.registry import project_root
+
+    config, folder = config.absolute(), manifest.absolute().parent
+    root = project_root().absolute()
+    if config.is_relative_to(root) and folder.is_relative_to(root):
+        return Path(os.path.relpath(config, folder)).as_posix()
+    return config.as_posix()
 
 
 def cmd_dataset_add(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
+from harness.config.dataset_match import env_mismatch
 from harness.config.keys import KEY_TYPES, SECTIONS, path_keys, takes_text
 from harness.config.model import Config, relative_path
 from harness.config.pipeline import build, config_from_document, problems
@@ -225,6 +226,12 @@ def write_overlay(
     for config in (before, after):  # nor any input of the base's dataset or the overlay's
         own = inputs_of(config.dataset.manifest, config.dataset.checksums)
         refuse_overwrite(out, "the overlay", own, also={base: "is the base config"})
+    if after.dataset.manifest.is_file():
+        # A config that would train in another env than its dataset's is refused by config
+        # check and the trainer: not written either.
+        problem = env_mismatch(after, load_manifest(after.dataset.manifest))
+        if problem:
+            raise HarnessError(f"{out}: not written: {problem.partition(': ')[2]}")
     write_text_atomic(out, _overlay_text(base, out, before, after, relative))
     return before, after
 

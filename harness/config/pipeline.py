@@ -27,7 +27,8 @@ from harness.config.keys import KEY_TYPES, SECTION_TYPES, SECTIONS, takes_number
 from harness.config.model import Config
 from harness.config.yaml_text import read_yaml
 from harness.datasets.registry import sheet_beside
-from harness.errors import SchemaError
+from harness.envs import EnvSpec
+from harness.errors import HarnessError, SchemaError
 from harness.formatting import and_more
 from harness.validation import schema_problems, validator
 
@@ -103,6 +104,11 @@ def _value_problems(document: dict[str, Any]) -> list[str]:
                 found.append(f"{key}: {value!r} is not a finite number")
     if found:
         return found
+    env = document["env"]
+    try:
+        EnvSpec.of(env["id"], env["kwargs"])  # JSON through and through: no NaN, no odd keys
+    except HarnessError as exc:
+        return [f"env.kwargs: {str(exc).partition(': ')[2] or exc}"]
     ppo = document["ppo"]
     rollout = ppo["num_envs"] * ppo["num_steps"]
     if rollout > MAX_ROLLOUT_FRAMES:  # each bound alone allows 1024 * 65536

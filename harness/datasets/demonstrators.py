@@ -143,7 +143,7 @@ class ActionSource:
             return uniform
         try:
             action = self.spec.controller(self.env.unwrapped, obs)
-        except Exception as exc:  # the team's own code: its failure is one line, not ours
+        except (Exception, SystemExit) as exc:  # the team's own code: its failure is one line
             text = " ".join(str(exc).split())[:200]
             raise HarnessError(
                 f"demonstrator '{self.spec.name}' failed: {type(exc).__name__}: {text}"
@@ -155,15 +155,21 @@ class ActionSource:
         space = self.space
         try:
             if self.discrete:
-                value = int(np.asarray(action).reshape(()))
+                scalar = np.asarray(action).reshape(())
+                value = int(scalar)
+                if value != scalar:  # 1.7 is no action, whatever int() makes of it
+                    raise ValueError(f"{scalar} is not a whole number")
                 if not space.start <= value < space.start + space.n:
                     raise ValueError(f"{value} is outside {space}")
                 return value
             array = np.asarray(action, dtype=space.dtype).reshape(space.shape)
+            if not np.all(np.isfinite(array)):
+                raise ValueError("it holds NaN or infinity")
         except (TypeError, ValueError) as exc:
             raise HarnessError(
                 f"demonstrator '{self.spec.name}' returned {str(action)[:100]!r}, which is no "
                 f"action of {space} ({exc})"
             ) from None
-        # The environment clips as well; recording the clipped action records what was applied.
+        # Out of bounds is clipped, as the trainer clips its own actions when stepping: the
+        # capture records the action applied.
         return np.clip(array, space.low, space.high)

@@ -21,6 +21,7 @@ from harness.config import BCConfig
 from harness.datasets.capture import read_capture
 from harness.datasets.manifest import Manifest
 from harness.errors import HarnessError
+from harness.formatting import clip
 from harness.training.optim import Adam
 from harness.training.policy import MLPPolicy, PolicySpec
 from harness.training.results import GateResult
@@ -80,7 +81,12 @@ def load_demonstrations(
     actions: list[np.ndarray] = []
     for entry in manifest.accepted():
         path = manifest.capture_path(entry)
-        _, episodes = read_capture(path)
+        meta, episodes = read_capture(path)
+        if meta.env_spec() != manifest.env_spec():
+            raise HarnessError(
+                f"{path}: recorded in {clip(str(meta.env_spec()))}, but dataset "
+                f"'{manifest.dataset}' says {clip(str(manifest.env_spec()))}"
+            )
         for k, episode in enumerate(episodes):
             if episode.obs.shape[1:] != obs_shape:
                 raise HarnessError(
