@@ -158,3 +158,20 @@ def test_label_noise_sits_between_the_bc_gates(manifest_path: Path) -> None:
     )
     assert 0.85 < agree < 0.94, agree
     assert max(np.mean(labels), 1 - np.mean(labels)) < 0.6  # the majority class is no shortcut
+
+
+def test_continuous_idle_and_costly_entries_stand_out(tmp_path: Path) -> None:
+    """Pendulum-v1 (rewards are costs, always negative): an idle demonstrator's constant action
+    is warned about, and an entry whose costs are far above the best one's too."""
+    from harness.datasets.recording import record_capture
+
+    record_capture(tmp_path / "idle.h5", "Pendulum-v1", "idle", noise=0.0, episodes=1, seed=0)
+    record_capture(tmp_path / "slips.h5", "Pendulum-v1", "idle", noise=0.5, episodes=1, seed=0)
+    idle, slips = (inspect_capture(tmp_path / f"{n}.h5") for n in ("idle", "slips"))
+    assert any("every action is the same" in w for w in idle.warnings), idle.warnings
+    assert not any("every action is the same" in w for w in slips.warnings)
+    worst, best = sorted((idle, slips), key=lambda r: float(np.mean(r.returns)))
+    worst.returns[:] = [10 * r for r in worst.returns]  # ten times the cost of the best entry
+    compare_entries([idle, slips])
+    assert any("returns far below the best entry" in w for w in worst.warnings), worst.warnings
+    assert not any("far below" in w for w in best.warnings)

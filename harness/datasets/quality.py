@@ -196,6 +196,10 @@ def _check_actions(
         inside = np.array([act_space.contains(a) for a in actions])
         if not inside.all():
             q.errors.append(f"{where}: {int((~inside).sum())} action(s) outside {act_space}")
+        elif len(actions) > 1 and np.all(np.ptp(actions, axis=0) == 0):
+            # The continuous counterpart of "one action dominates": an operator who left the
+            # controls, and nothing for behaviour cloning to learn from.
+            q.warnings.append(f"{where}: every action is the same ({clip(str(actions[0]))})")
         return True
     if not np.issubdtype(actions.dtype, np.integer) or actions.ndim != 1:
         q.errors.append(
@@ -230,8 +234,9 @@ def compare_entries(reports: list[CaptureQuality]) -> None:
     best = max(means.values())
     for r in reports:
         mean = means.get(id(r))
-        if mean is not None and best > 0 and mean < 0.5 * best:
+        # Far below: by half the best's magnitude, whatever its sign (costs are negative).
+        if mean is not None and mean < best - 0.5 * abs(best) and mean != best:
+            what = "episodes end early" if best > 0 else "returns far below the best entry"
             r.warnings.append(
-                f"episodes end early: mean return {mean:.1f}, "
-                f"the dataset's best entry averages {best:.1f}"
+                f"{what}: mean return {mean:.1f}, the dataset's best entry averages {best:.1f}"
             )
