@@ -23,7 +23,7 @@ class Cause:
     action: str
 
 
-_RERUN = "`pytest acceptance/ -m rehearsal --dataset={arg}`"
+_RERUN = "`pytest acceptance/ -m rehearsal --dataset={arg}{options}`"
 _NO_THRESHOLD = "Do not lower bc.accuracy_threshold to make the gate pass."
 _STOP = "Do not ship this phase"
 
@@ -233,7 +233,7 @@ class _Figures(dict[str, Any]):
     """Format arguments: a figure the step did not record shows as "?", never a KeyError."""
 
     def __missing__(self, key: str) -> str:
-        return "?"
+        return "" if key == "options" else "?"
 
 
 def cause_title(cause: dict[str, Any] | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 from collections import Counter
@@ -158,7 +159,8 @@ def write_bundle(
         text = json.dumps(_pytest_report(json_report, nodeids), indent=2, default=str)
         write_text_atomic(files.pytest_report, text + "\n")
     base_text = str(base.path) if base else "(none: the manifest could not be read)"
-    step_rows = _steps(steps, {"name": name, "arg": arg, "base": base_text})
+    figures = {"name": name, "arg": arg, "base": base_text, "options": _rerun_options(pytest_info)}
+    step_rows = _steps(steps, figures)
     summary: dict[str, Any] = {
         "schema_version": 1,
         "dataset": name,
@@ -187,6 +189,20 @@ def write_bundle(
     write_json_atomic(files.summary, summary)
     write_tag_manifest(files)  # last: it pins the summary and the report
     return summary
+
+
+RERUN_OPTIONS = ("--base-config", "--drill-threshold", "--bundle")
+
+
+def _rerun_options(pytest_info: dict[str, Any]) -> str:
+    """The session's options a rerun must repeat to rehearse the same thing, as typed."""
+    args, kept = list(pytest_info.get("args", [])), []
+    for i, arg in enumerate(args):
+        if arg in RERUN_OPTIONS and i + 1 < len(args):
+            kept.append(f"{arg}={args[i + 1]}")
+        elif arg.startswith(tuple(f"{o}=" for o in RERUN_OPTIONS)):
+            kept.append(arg)
+    return "".join(f" {shlex.quote(k)}" for k in kept)
 
 
 def _seconds(value: float | None) -> str:

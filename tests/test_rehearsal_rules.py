@@ -149,3 +149,18 @@ def test_docs_list_every_cause() -> None:
     table = docs.split("## Causes and remedial actions", 1)[1]
     listed = set(re.findall(r"^\| `([a-z_0-9]+)` \|", table, flags=re.MULTILINE))
     assert listed == set(CAUSES)
+
+
+def test_the_rerun_command_repeats_the_options_that_chose_what_was_rehearsed() -> None:
+    from acceptance.remedies import remedial_action
+    from acceptance.report import _rerun_options
+
+    args = ["acceptance/", "-m", "rehearsal", "--base-config", "my base.yaml",
+            "--drill-threshold=0.99", "--bundle=/tmp/b", "-n", "2"]  # fmt: skip
+    options = _rerun_options({"args": args})
+    assert options == " '--base-config=my base.yaml' --drill-threshold=0.99 --bundle=/tmp/b"
+    action = remedial_action(
+        "rollback_drill", "aborted", None, {"arg": "d.json", "options": options}, "BC"
+    )
+    assert "--dataset=d.json '--base-config=my base.yaml' --drill-threshold=0.99" in (action or "")
+    assert _rerun_options({"args": ["acceptance/"]}) == ""
