@@ -50,8 +50,10 @@ CAUSES = {
             "env_unavailable",
             "the dataset's environment cannot be made on this machine",
             "{detail}. Install what that line names (the Box2D environments: `pip install "
-            "'gymnasium[box2d]'`), or correct env_id and env_kwargs in the manifest if they are "
-            "wrong, then rerun. Neither the data nor the trainer is at fault.",
+            "'gymnasium[box2d]'`); for a module:EnvId id, put the module's package on the "
+            "import path (PYTHONPATH, or pip install it); or correct env_id and env_kwargs in "
+            "the manifest if they are wrong; then rerun. Neither the data nor the trainer is at "
+            "fault.",
         ),
         Cause(
             "env_unsupported",
