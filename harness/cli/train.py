@@ -4,8 +4,11 @@ training stages of a config (BC, mixed or PPO) and reports each stage's gate."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +17,7 @@ from harness.errors import EXIT_OK, EXIT_ROLLED_BACK, HarnessError
 from harness.formatting import display
 
 if TYPE_CHECKING:
+    from harness.training.distributed import World
     from harness.training.facade import BCResult, PPOResult, TrainingHarness
 
 TRAIN_DESCRIPTION = (
@@ -99,6 +103,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     # From here on, an unexpected error's traceback goes to the run's own log folder.
     args.traceback_dir = harness.config.output.log_dir
     _refuse_input_outputs(harness, args.ppo_log)
+    from harness.training import distributed
+
+    # Under torchrun (docs/distributed.md): bad input fails here, before the process group,
+    # on every rank alike; past it, rank 0's outcome is every rank's.
+    world = distributed.launched()
+    if world.distributed and args.mode != "bc":
+        cfg = harness.config
+        distributed.check_num_envs(cfg.ppo.num_envs, world, str(cfg.source or "config"))
+    with distributed.launch(harness.config.training.device, world) as world, _quiet(world):
+        try:
+            return _train(args, harness, world)
+        except distributed.PeerFailed as exc:  # rank 0 printed its line
+            return exc.exit_code
+
+
+@contextlib.contextmanager
+def _quiet(world: World) -> Iterator[None]:
+    """Rank 0 reports for the job; the other ranks' report lines would repeat it."""
+    if world.writer:
+        yield
+        return
+    with open(os.devnull, "w") as sink, redirect_stdout(sink), redirect_stderr(sink):
+        yield
+
+
+def _train(args: argparse.Namespace, harness: TrainingHarness, world: World) -> int:
+    """Run the mode's stages and report them; the exit code."""
+    if world.distributed:
+        emit(f"data-parallel: {world.size} processes (torchrun), rank 0 reporting")
     if args.mode == "bc":
         results: list[BCResult | PPOResult] = [harness.run_bc_training()]
     elif args.mode == "mixed":

@@ -32,6 +32,7 @@ from harness.config.model import (
     EnvConfig,
     OutputConfig,
     PPOConfig,
+    TrainingConfig,
 )
 from harness.config.overlay import changed_keys, flatten, overlay, write_overlay
 from harness.config.pipeline import config_from_document, load_config, problems
@@ -45,6 +46,7 @@ __all__ = [
     "EnvConfig",
     "OutputConfig",
     "PPOConfig",
+    "TrainingConfig",
     "changed_keys",
     "config_from_document",
     "dump_yaml",

@@ -115,6 +115,14 @@ class AnnealConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """Where training runs; not part of the recipe (left out of the config hash, like output)."""
+
+    device: Literal["cpu", "cuda", "auto"]
+    """cpu (gloo between torchrun's processes), cuda (NCCL), or auto (cuda if torch sees one)"""
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """Where a run writes."""
 
@@ -135,6 +143,7 @@ class Config:
     bc: BCConfig
     ppo: PPOConfig
     anneal: AnnealConfig
+    training: TrainingConfig
     output: OutputConfig
     source: Path | None = field(default=None, compare=False)
     """the file it was loaded from (absolute), if any; not part of equality or the hash"""
@@ -164,14 +173,14 @@ class Config:
 
     def hash(self) -> str:
         """sha256 (hex) of the training recipe: the canonical JSON of ``to_document()`` (sorted
-        keys, compact, absolute paths) without the ``output`` section.
+        keys, compact, absolute paths) without the ``output`` and ``training`` sections.
 
         Where a run writes does not change what it trains, so two configs that differ only in
         their output folders have the same hash; any other change (seed, threshold, dataset
         path) gives another.
         """
         document = self.to_document()
-        del document["output"]
+        del document["output"], document["training"]
         text = json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -22,6 +22,7 @@ from harness.datasets.capture import read_capture
 from harness.datasets.manifest import Manifest
 from harness.errors import HarnessError
 from harness.formatting import clip
+from harness.training.distributed import current, reduce_gradients, share
 from harness.training.optim import Adam
 from harness.training.policy import MLPPolicy, PolicySpec
 from harness.training.results import GateResult
@@ -248,6 +249,21 @@ def accuracy_gate(
     return GateResult(not reasons, reasons)
 
 
+def _share_loss(
+    policy: MLPPolicy, x: torch.Tensor, y: torch.Tensor, batch: torch.Tensor
+) -> torch.Tensor:
+    """The BC loss of this process's share of ``batch``, weighted by the share's size so that
+    the ranks' losses (and gradients) sum to the whole batch's mean; the whole batch's loss
+    for a single process."""
+    world = current()
+    if not world.distributed:
+        return bc_loss(policy, policy(x[batch]), y[batch])
+    mine = share(batch, world)
+    if len(mine) == 0:  # a batch smaller than the world: this rank adds nothing, through
+        return policy(x[batch[:1]]).sum() * 0.0  # the same graph as the others' loss
+    return bc_loss(policy, policy(x[mine]), y[mine]) * (len(mine) / len(batch))
+
+
 @dataclass(frozen=True)
 class TrainStats:
     epoch_losses: list[float]
@@ -278,15 +294,17 @@ def train(
     losses: list[float] = []
     policy.train()
     for epoch in range(cfg.epochs):
+        # Under torchrun every rank draws the same order and trains on its share of each batch.
         order = torch.randperm(len(x), generator=generator)
         total = 0.0
         for start in range(0, len(x), cfg.batch_size):
             batch = order[start : start + cfg.batch_size]
-            loss = bc_loss(policy, policy(x[batch]), y[batch])
+            loss = _share_loss(policy, x, y, batch)
             optimiser.zero_grad()
             loss.backward()
+            (batch_loss,) = reduce_gradients(optimiser.params, [loss.item()])
             optimiser.step()
-            total += loss.item() * len(batch)
+            total += batch_loss * len(batch)
         losses.append(total / len(x))
         if on_epoch:
             on_epoch(epoch, losses[-1])

@@ -22,6 +22,7 @@ from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
 from harness.formatting import and_more
 from harness.training.checkpoints import CheckpointStore, load_checkpoint
+from harness.training.distributed import current, on_writer
 from harness.training.finishing import StageContext, preflight
 from harness.training.results import BCResult, MixedResult, PPOResult
 from harness.training.runlog import log_path, rejected_dir
@@ -73,12 +74,8 @@ class TrainingHarness:
         with reading(cfg.dataset.manifest):
             manifest = load_manifest(cfg.dataset.manifest)
             check_env_matches(cfg, manifest)
-            report = verify(manifest, load_sheet(cfg.dataset.checksums)) if self.verify else None
-        if report is not None and not report.ok:
-            raise IntegrityError(
-                f"{manifest.dataset}: integrity check failed, training refused: "
-                f"{report.problems[0].message}{and_more(report.problems)}"
-            )
+            if self.verify:  # once, by rank 0 of a torchrun job; its outcome reaches every rank
+                on_writer(lambda: _verified(manifest, cfg.dataset.checksums))
         return manifest
 
     def run_bc_training(self) -> BCResult:
@@ -115,7 +112,8 @@ class TrainingHarness:
 
     def _context(self) -> StageContext:
         preflight(self.config)  # a damaged run log or promoted checkpoint costs no training
-        return StageContext(self.config, self.run, self.verify, self.progress)
+        progress = self.progress and current().writer  # one bar per job, rank 0's
+        return StageContext(self.config, self.run, self.verify, progress)
 
     def _check_ppo_log(self, ppo_log: str | os.PathLike[str] | None) -> Path | None:
         if ppo_log is None:
@@ -133,3 +131,13 @@ class TrainingHarness:
                 f"({self.config.output.checkpoint_dir}), which a rollback must leave unchanged"
             )
         return path
+
+
+def _verified(manifest: Manifest, checksums: Path) -> None:
+    """Every accepted capture matches its sha256 in the sheet, or ``IntegrityError``."""
+    report = verify(manifest, load_sheet(checksums))
+    if not report.ok:
+        raise IntegrityError(
+            f"{manifest.dataset}: integrity check failed, training refused: "
+            f"{report.problems[0].message}{and_more(report.problems)}"
+        )

@@ -36,6 +36,7 @@ from harness.training.checkpoints import (
     PromotionStands,
     checkpoint_document,
 )
+from harness.training.distributed import current
 from harness.training.results import GateResult, StageResult
 from harness.training.runlog import PendingRecord, log_path, read_log, rejected_dir
 
@@ -187,7 +188,9 @@ def _checkpoint_meta(cfg: Config, manifest: Manifest, done: Finishing) -> dict[s
     """The checkpoint's metadata: what it is and where it came from, nothing of where it is
     written or how fast the machine was (its id covers all of it)."""
     config = cfg.to_document()
+    # Where it was written and on what device do not change what was trained.
     config.pop("output", None)
+    config.pop("training", None)
     return {
         "dataset": manifest.dataset,
         "seed": cfg.seed,
@@ -218,6 +221,7 @@ def _record(
         **done.fields,
         "seed": cfg.seed,
         "verified": ctx.verified,
+        "world_size": current().size,
         "config_hash": cfg.hash(),
         "checkpoint": {
             "id": checkpoint_id,

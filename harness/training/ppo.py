@@ -35,14 +35,18 @@ from torch import nn
 from harness.config import PPOConfig
 from harness.envs import EnvSpec
 from harness.training.bc import bc_loss
+from harness.training.distributed import current, reduce_gradients
 from harness.training.optim import Adam, clip_grad_norm
 from harness.training.policy import MLPPolicy, mlp
 from harness.training.results import GateResult
 from harness.training.rollout import (
+    FrameLayout,
     NumpyActor,
     Rollout,
     RolloutCollector,
     advantages_and_returns,
+    frame_layout,
+    job_episode_returns,
     make_envs,
     step_actions,
 )
@@ -129,14 +133,17 @@ def ppo_loss(
     cfg: PPOConfig,
     bc_coef: float = 0.0,
     bc_term: torch.Tensor | None = None,
+    adv_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> LossTerms:
     """PPO's loss on one minibatch, plus ``bc_coef * bc_term`` (the BC loss on demonstrations)
     when given. ``logp`` is the current policy's log-probability of each action and ``entropy``
-    its mean entropy (``MLPPolicy.log_prob_entropy``)."""
+    its mean entropy (``MLPPolicy.log_prob_entropy``). ``adv_stats``: the mean and standard
+    deviation of the whole minibatch's advantages when these frames are only a rank's share."""
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     # Advantages normalised per minibatch, as CleanRL and Stable-Baselines3 do.
-    adv = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    mean, std = adv_stats if adv_stats is not None else (advantages.mean(), advantages.std())
+    adv = (advantages - mean) / (std + 1e-8)
     clipped = ratio.clamp(1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
     policy_loss = torch.max(-adv * ratio, -adv * clipped).mean()
     value_loss = 0.5 * (values - returns).pow(2).mean()
@@ -236,46 +243,58 @@ def update(
     generator: torch.Generator,
     bc_coef: float,
     demos: tuple[torch.Tensor, torch.Tensor] | None,
+    layout: FrameLayout | None = None,
 ) -> dict[str, float]:
     """``cfg.update_epochs`` passes of minibatch steps over ``batch``; the loss parts' means.
 
     With ``demos`` each minibatch adds ``bc_coef`` times the BC loss on as many demonstration
-    frames, drawn at random.
+    frames, drawn at random. With ``layout`` (torchrun) the minibatches are drawn from every
+    rank's frames as one process would; each rank's loss covers its own frames of a minibatch,
+    weighted by their share, and the gradients and loss parts are summed over the ranks.
     """
     actor, params = model.actor, list(model.parameters())
     sums = dict.fromkeys(LOSS_PARTS, 0.0)
     minibatches = 0
     # Masked reset frames make the batch a little smaller than num_envs * num_steps; equal
     # splits avoid a remainder minibatch of one frame, whose advantage std would be NaN.
-    n_minibatches = math.ceil(len(batch) / cfg.minibatch_size)
+    size = len(batch) if layout is None else len(layout)
+    n_minibatches = math.ceil(size / cfg.minibatch_size)
     model.train()
     for _ in range(cfg.update_epochs):
-        order = torch.randperm(len(batch), generator=generator)
+        order = torch.randperm(size, generator=generator)
         for mb in torch.tensor_split(order, n_minibatches):
+            rows, weight, adv_stats = (mb, 1.0, None) if layout is None else layout.rows(mb)
             bc_term = None
             if demos is not None:
                 demo_mb = torch.randint(len(demos[0]), (len(mb),), generator=generator)
                 bc_term = bc_loss(actor, actor(demos[0][demo_mb]), demos[1][demo_mb])
-            logp, entropy = actor.log_prob_entropy(actor(batch.obs[mb]), batch.actions[mb])
-            terms = ppo_loss(
-                logp,
-                entropy,
-                batch.logp[mb],
-                batch.advantages[mb],
-                model.value(batch.obs[mb]),
-                batch.returns[mb],
-                cfg,
-                bc_coef,
-                bc_term,
-            )
             optimiser.zero_grad()
-            terms.total.backward()
+            if len(rows):
+                logp, entropy = actor.log_prob_entropy(actor(batch.obs[rows]), batch.actions[rows])
+                terms = ppo_loss(
+                    logp,
+                    entropy,
+                    batch.logp[rows],
+                    batch.advantages[rows],
+                    model.value(batch.obs[rows]),
+                    batch.returns[rows],
+                    cfg,
+                    bc_coef,
+                    bc_term,
+                    adv_stats,
+                )
+                (terms.total if layout is None else terms.total * weight).backward()
+                parts = [value * weight for value in terms.parts()]
+            else:  # none of this minibatch's frames are this rank's: it adds zero gradients
+                (sum(p.sum() for p in params) * 0.0).backward()
+                parts = [0.0] * len(LOSS_PARTS)
+            parts = reduce_gradients(params, parts)
             clip_grad_norm(params, cfg.max_grad_norm)
             optimiser.step()
             minibatches += 1
-            for key, value in zip(LOSS_PARTS, terms.parts(), strict=True):
+            for key, value in zip(LOSS_PARTS, parts, strict=True):
                 sums[key] += value
-        if cfg.target_kl is not None and terms.approx_kl.item() > cfg.target_kl:
+        if cfg.target_kl is not None and parts[LOSS_PARTS.index("kl")] > cfg.target_kl:
             break
     model.eval()
     return {key: value / minibatches for key, value in sums.items()}
@@ -301,15 +320,17 @@ def train(
     demos = (torch.as_tensor(bc.obs), torch.as_tensor(bc.actions)) if bc else None
     history: list[UpdateStats] = []
     env_steps = 0
+    world = current()
     for number, bc_coef in enumerate(coefs, start=1):
         started = time.perf_counter()
         model.eval()
         rollout = collector.collect(model.actor)
-        env_steps += rollout.rewards.size
-        mean = update(
-            model, optimiser, to_batch(model, rollout, cfg), cfg, generator, bc_coef, demos
-        )
-        episodes = rollout.episode_returns
+        steps = rollout.rewards.size * world.size  # every rank steps as many environments
+        env_steps += steps
+        batch = to_batch(model, rollout, cfg)
+        layout = frame_layout(rollout.valid, batch.advantages) if world.distributed else None
+        mean = update(model, optimiser, batch, cfg, generator, bc_coef, demos, layout)
+        episodes = job_episode_returns(rollout, collector.first_env)
         stats = UpdateStats(
             update=number,
             bc_coef=float(bc_coef),
@@ -323,7 +344,7 @@ def train(
             mean_episode_return=float(np.mean(episodes)) if episodes else None,
             episodes=len(episodes),
             env_steps=env_steps,
-            steps_per_second=rollout.rewards.size / (time.perf_counter() - started),
+            steps_per_second=steps / (time.perf_counter() - started),
         )
         history.append(stats)
         if on_update:

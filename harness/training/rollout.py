@@ -24,7 +24,7 @@ bootstrapped with its value while terminated ones are not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -34,6 +34,7 @@ from torch import nn
 
 from harness.envs import EnvSpec, make_vec_env
 from harness.errors import HarnessError
+from harness.training.distributed import current, gather
 from harness.training.policy import MLPPolicy
 
 
@@ -100,6 +101,8 @@ class Rollout:
     done: np.ndarray  # (T, N) terminated or truncated: advantages stop here
     valid: np.ndarray  # (T, N) False on the reset step that follows an episode's end
     episode_returns: list[float]
+    episode_ends: list[tuple[int, int]] = field(default_factory=list)
+    """(step, environment) where each of ``episode_returns`` ended, in the same order."""
 
 
 class RolloutCollector:
@@ -109,8 +112,14 @@ class RolloutCollector:
         self.envs = envs
         self.num_steps = num_steps
         self.generator = generator
-        obs, _ = envs.reset(seed=seed)
-        self.n_envs = len(obs)
+        # Under torchrun, rank r's environment j is the single process's environment
+        # r * n + j: seeded as it would be (Gymnasium seeds copy i with seed + i), and given
+        # its column of the sampling noise, which every rank draws whole.
+        world = current()
+        self.n_envs = envs.num_envs
+        self.first_env = world.rank * self.n_envs
+        self.total_envs = world.size * self.n_envs
+        obs, _ = envs.reset(seed=seed + self.first_env)
         self.obs = np.asarray(obs, dtype=np.float32).reshape(self.n_envs, -1)
         self.prev_done = np.zeros(self.n_envs, dtype=bool)
         self.running_return = np.zeros(self.n_envs)
@@ -121,14 +130,17 @@ class RolloutCollector:
         The noise of the whole rollout is drawn here, in one call on the seeded generator.
         """
         steps, n, spec = self.num_steps, self.n_envs, act.spec
+        total, mine = self.total_envs, slice(self.first_env, self.first_env + n)
         if not spec.continuous:
             # argmax(logits + Gumbel noise) is a sample of softmax(logits).
-            uniform = torch.rand(steps, n, spec.n_actions, generator=self.generator)
+            uniform = torch.rand(steps, total, spec.n_actions, generator=self.generator)
             gumbel = (-torch.log(-torch.log(uniform.clamp_min_(1e-20)))).numpy()
+            gumbel = gumbel[:, mine] if total != n else gumbel
             buffer = np.empty((steps, n), dtype=np.int64)
             return (lambda t, obs: (act.logits(obs) + gumbel[t]).argmax(-1)), buffer
         # mean + std * N(0, 1) is a sample of the Gaussian N(mean, std^2).
-        noise = torch.randn(steps, n, spec.action_dim, generator=self.generator).numpy()
+        noise = torch.randn(steps, total, spec.action_dim, generator=self.generator).numpy()
+        noise = noise[:, mine].copy() if total != n else noise
         noise *= act.action_std
         buffer = np.empty((steps, n, spec.action_dim), dtype=np.float32)
         return (lambda t, obs: act.logits(obs) + noise[t]), buffer
@@ -143,6 +155,7 @@ class RolloutCollector:
         done = np.empty((steps, n), dtype=bool)
         valid = np.empty((steps, n), dtype=bool)
         episode_returns: list[float] = []
+        episode_ends: list[tuple[int, int]] = []
         obs = self.obs
         for t in range(steps):
             obs_buf[t] = obs
@@ -154,6 +167,7 @@ class RolloutCollector:
             valid[t] = ~self.prev_done
             self.running_return += reward
             episode_returns.extend(self.running_return[done[t]].tolist())
+            episode_ends.extend((t, int(j)) for j in np.flatnonzero(done[t]))
             self.running_return[done[t]] = 0.0
             self.prev_done = done[t]
         obs_buf[steps] = obs
@@ -166,6 +180,7 @@ class RolloutCollector:
             done,
             valid,
             episode_returns,
+            episode_ends,
         )
 
 
@@ -191,3 +206,58 @@ def advantages_and_returns(
         running = delta + gamma * gae_lambda * ~done[t] * running
         advantages[t] = running
     return advantages, advantages + values[:steps]
+
+
+# --- data-parallel PPO: one rollout over every rank's environments -----------------------------
+
+
+def job_episode_returns(rollout: Rollout, first_env: int) -> list[float]:
+    """The returns of the episodes that ended in this rollout on every rank, in the order one
+    process stepping all the environments would list them (by step, then environment)."""
+    if not current().distributed:
+        return rollout.episode_returns
+    ends = [
+        (t, first_env + j, ret)
+        for (t, j), ret in zip(rollout.episode_ends, rollout.episode_returns, strict=True)
+    ]
+    return [ret for _, _, ret in sorted(e for part in gather(ends) for e in part)]
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """Where this rank's frames sit in the batch one process would have made of every rank's
+    rollout (valid frames, flattened step by step, environment by environment)."""
+
+    local: torch.Tensor
+    """For each frame of that batch: its index in this rank's batch, or -1 (another rank's)."""
+    advantages: torch.Tensor
+    """Every frame's advantage, in that order: minibatches are normalised over all of them."""
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    def rows(self, minibatch: torch.Tensor) -> tuple[torch.Tensor, float, tuple[Any, Any]]:
+        """This rank's rows of a minibatch (global indices), their share of it, and the
+        mean and standard deviation of the whole minibatch's advantages."""
+        local = self.local[minibatch]
+        mine = local[local >= 0]
+        adv = self.advantages[minibatch]
+        return mine, len(mine) / len(minibatch), (adv.mean(), adv.std())
+
+
+def frame_layout(valid: np.ndarray, advantages: torch.Tensor) -> FrameLayout:
+    """The layout of this rank's valid frames (``valid``: its (T, n) mask) among every rank's;
+    ``advantages`` are its valid frames' advantages, in its own batch's order."""
+    world = current()
+    parts = gather((valid, advantages.numpy()))
+    n = valid.shape[1]
+    keep = np.flatnonzero(np.concatenate([v for v, _ in parts], axis=1).reshape(-1))
+    owner = (keep % (n * world.size)) // n  # ranks' environments are consecutive columns
+    local = np.full(len(keep), -1, dtype=np.int64)
+    every = np.empty(len(keep), dtype=parts[0][1].dtype)
+    for rank, (_, adv) in enumerate(parts):
+        where = np.flatnonzero(owner == rank)
+        every[where] = adv
+        if rank == world.rank:
+            local[where] = np.arange(len(where))
+    return FrameLayout(torch.from_numpy(local), torch.from_numpy(every))

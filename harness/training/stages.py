@@ -34,6 +34,7 @@ from harness.training.bc import (
 )
 from harness.training.bc import train as train_bc
 from harness.training.checkpoints import Checkpoint, CheckpointStore
+from harness.training.distributed import current, on_writer
 from harness.training.finishing import Finishing, StageContext, finish
 from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
 from harness.training.ppo import (
@@ -77,24 +78,21 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
     metrics = _bc_metrics(cfg, spec, demos, split, stats, predicted, y_train, y_hold)
     accuracy, rule = metrics["accuracy"], metrics["baseline_rule"]
     baseline = metrics[BASELINE_KEYS[rule]]
-    done = finish(
-        ctx,
-        manifest,
-        store,
-        Finishing(
-            stage="bc",
-            gate=accuracy_gate(accuracy, cfg.bc.accuracy_threshold, baseline, rule),
-            files={"policy.pt": policy_bytes(policy)},
-            model={"policy": spec.to_json()},
-            metrics=metrics,
-            parent=previous,
-            lineage={},
-            fields={**metrics, "epochs": cfg.bc.epochs},
-            gate_record={"stage": "bc", **metrics},
-            started=started,
-            t0=t0,
-        ),
+    finishing = Finishing(
+        stage="bc",
+        gate=accuracy_gate(accuracy, cfg.bc.accuracy_threshold, baseline, rule),
+        files={"policy.pt": policy_bytes(policy)},
+        model={"policy": spec.to_json()},
+        metrics=metrics,
+        parent=previous,
+        lineage={},
+        fields={**metrics, "epochs": cfg.bc.epochs},
+        gate_record={"stage": "bc", **metrics},
+        started=started,
+        t0=t0,
     )
+    # Rank 0 promotes and logs; the other ranks of a torchrun job wait for its outcome.
+    done = on_writer(lambda: finish(ctx, manifest, store, finishing))
     result = BCResult(
         **vars(done),
         accuracy=accuracy,
@@ -225,24 +223,27 @@ def ppo_stage(
     bc = None if demos is None else BCTerm(*demos, cfg.anneal.bc_coef_start, cfg.anneal.schedule)
     run = _run_ppo(ctx, manifest, cli_mode, spec, init, baseline_policy, bc, ppo_log)
 
-    metrics = _ppo_metrics(cfg, run, bc, baseline)
-    done = finish(
-        ctx,
-        manifest,
-        store,
-        _ppo_finishing(ctx, cli_mode, run, metrics, init, baseline, ppo_log, (started, t0)),
-    )
-    return PPOResult(
-        **vars(done),
-        loss_total=metrics["loss_total"],
-        mean_return=metrics["mean_return"],
-        returns=run.returns,
-        baseline_checkpoint=baseline.id if baseline else None,
-        baseline_mean_return=metrics["baseline_mean_return"],
-        baseline_returns=run.baseline_returns,
-        updates=run.history,
-        ppo_log=ppo_log,
-    )
+    def finish_stage() -> PPOResult:  # rank 0 only under torchrun: it evaluated, it gates
+        metrics = _ppo_metrics(cfg, run, bc, baseline)
+        done = finish(
+            ctx,
+            manifest,
+            store,
+            _ppo_finishing(ctx, cli_mode, run, metrics, init, baseline, ppo_log, (started, t0)),
+        )
+        return PPOResult(
+            **vars(done),
+            loss_total=metrics["loss_total"],
+            mean_return=metrics["mean_return"],
+            returns=run.returns,
+            baseline_checkpoint=baseline.id if baseline else None,
+            baseline_mean_return=metrics["baseline_mean_return"],
+            baseline_returns=run.baseline_returns,
+            updates=run.history,
+            ppo_log=ppo_log,
+        )
+
+    return on_writer(finish_stage)
 
 
 def _ppo_finishing(
@@ -326,18 +327,19 @@ def _run_ppo(
 ) -> PPORun:
     """Train under the config's seed, one PPO log line per update; then evaluate the new policy
     and the baseline greedily on the same seeded episodes."""
-    cfg = ctx.config
+    cfg, world = ctx.config, current()
     with (
         deterministic(cfg.seed) as generator,
         progress_bar(
             cfg.ppo.epochs, f"ppo {manifest.dataset}", unit="epoch", enabled=ctx.progress
         ) as bar,
-        ppo_log_writer(ppo_log) as write_line,
+        ppo_log_writer(ppo_log if world.writer else None) as write_line,
     ):
         actor = _checkpoint_policy(init, spec) if init else MLPPolicy(spec)
         model = ActorCritic(actor, cfg.ppo.hidden_sizes)
         log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar)
-        envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs)
+        # Under torchrun each rank steps its share of the environments.
+        envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs // world.size)
         train_started = time.perf_counter()
         try:
             history = train_ppo(model, envs, cfg.ppo, cfg.seed, generator, bc, log_line)
@@ -346,12 +348,14 @@ def _run_ppo(
         train_seconds = time.perf_counter() - train_started
         eval_seed = cfg.seed + EVAL_SEED_OFFSET
         episodes = cfg.anneal.eval_episodes
-        returns = evaluate(actor, cfg.env.spec(), episodes, eval_seed)
-        baseline_returns = (
-            evaluate(baseline_policy, cfg.env.spec(), episodes, eval_seed)
-            if baseline_policy is not None
-            else None
-        )
+        returns, baseline_returns = [], None  # evaluated once, by rank 0
+        if world.writer:
+            returns = evaluate(actor, cfg.env.spec(), episodes, eval_seed)
+            baseline_returns = (
+                evaluate(baseline_policy, cfg.env.spec(), episodes, eval_seed)
+                if baseline_policy is not None
+                else None
+            )
     return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
 
 
