@@ -1,7 +1,7 @@
 """Root conftest: the rehearsal's options and its plugin (``acceptance/plugin.py``).
 
 ``pytest acceptance/ -m rehearsal [--dataset=...] [--base-config=PATH] [--drill-threshold=X]
-[--bundle=DIR]`` runs the Phase 5.4 ops rehearsal; plain ``pytest`` runs the unit tests under ``tests/``, where the plugin stays idle.
+[--launcher=python|torchrun [--nproc-per-node=N]] [--bundle=DIR]`` runs the Phase 5.4 ops rehearsal; plain ``pytest`` runs the unit tests under ``tests/``, where the plugin stays idle.
 """
 
 from __future__ import annotations
@@ -38,6 +38,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="X",
         help="BC accuracy threshold of the rollback drill, in (0, 1] (default 0.95); raised just "
         "above step 2's accuracy when that accuracy already meets it",
+    )
+    group.addoption(
+        "--launcher",
+        default="python",
+        choices=("python", "torchrun"),
+        help="how the anneal smoke and the drill start scripts/run_training.py: python "
+        "(default, one process) or torchrun (data-parallel, docs/distributed.md)",
+    )
+    group.addoption(
+        "--nproc-per-node",
+        default=2,
+        type=int,
+        metavar="N",
+        help="processes per run with --launcher=torchrun (default 2)",
     )
     group.addoption(
         "--bundle",

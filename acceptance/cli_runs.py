@@ -9,6 +9,11 @@ A run dies with the process that started it, however that process ends (SIGKILL 
 Linux the kernel sends it SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and a
 pytest-xdist worker asks the same of itself (``acceptance/plugin.py``), so a killed session
 never leaves a run writing into the bundle that the next session rewrites.
+
+``--launcher=torchrun`` starts the runs through torchrun (``python -m torch.distributed.run
+--standalone``), data-parallel over ``--nproc-per-node`` processes (docs/distributed.md).
+torchrun itself exits 1 whenever a worker exits non-zero; the job's exit code is its ranks'
+(they agree on it), which torchrun's failure summary reports as its root cause's exitcode.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +49,34 @@ def die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+LAUNCHERS = ("python", "torchrun")
+# torchrun's failure summary (ChildFailedError): "Root Cause (first observed failure):" then
+# the failed rank's "exitcode  : 3 (pid: ...)".
+_ROOT_CAUSE = re.compile(r"Root Cause[^\n]*\n(?:.*\n)*?\s*exitcode\s*:\s*(-?\d+)")
+
+
+def launch_argv(launcher: str, nproc_per_node: int) -> list[str]:
+    """The start of a training command: this interpreter, or torchrun on one host."""
+    if launcher == "python":
+        return [sys.executable]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc_per_node}",
+    ]
+
+
+def job_exit_code(returncode: int, stderr: str) -> int:
+    """A torchrun job's exit code: 0, or the exit code its failure summary gives its root
+    cause (every rank exits with the same one); torchrun's own code if it reports none."""
+    if returncode == 0:
+        return 0
+    found = _ROOT_CAUSE.search(stderr)
+    return int(found.group(1)) if found else returncode
+
+
 def _child_setup() -> Callable[[], None]:
     parent = os.getpid()
     return lambda: die_with_parent(parent)
@@ -65,9 +99,10 @@ class CLIResult:
 class CLIRun:
     """One subprocess; ``wait()`` returns its ``CLIResult`` (the same one on every call)."""
 
-    def __init__(self, argv: list[str], folder: Path, cwd: Path) -> None:
+    def __init__(self, argv: list[str], folder: Path, cwd: Path, torchrun: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.argv = argv
+        self.torchrun = torchrun
         self.stdout_path = folder / "cli_stdout.txt"
         self.stderr_path = folder / "cli_stderr.txt"
         self._started = time.perf_counter()
@@ -87,11 +122,12 @@ class CLIRun:
                     f"{self.argv[1]} did not finish within {timeout:.0f} s and was killed: "
                     + " ".join(self.argv)
                 ) from None
+            stderr = self.stderr_path.read_text("utf-8", errors="replace")
             self._result = CLIResult(
                 self.argv,
-                code,
+                job_exit_code(code, stderr) if self.torchrun else code,
                 self.stdout_path.read_text("utf-8", errors="replace"),
-                self.stderr_path.read_text("utf-8", errors="replace"),
+                stderr,
                 time.perf_counter() - self._started,
             )
         return self._result

@@ -63,6 +63,7 @@ def rehearsal(request: pytest.FixtureRequest, dataset: RehearsalDataset) -> Iter
         steps_in_session(request.session, dataset.name),
         base=base,
         drill_asked=opts.drill_threshold,
+        launcher=(request.config.getoption("launcher"), request.config.getoption("nproc_per_node")),
     )
     r.prepare()
     yield r

@@ -20,13 +20,12 @@ overlap on the machine's cores, and only when their step is part of the session.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
-from acceptance.cli_runs import CLIResult, CLIRun
+from acceptance.cli_runs import CLIResult, CLIRun, launch_argv
 from acceptance.drill import DrillThreshold, drill_threshold
 from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records
@@ -57,12 +56,15 @@ class Rehearsal:
         steps: set[str],
         base: BaseConfig,
         drill_asked: float = DEFAULT_DRILL_THRESHOLD,
+        launcher: tuple[str, int] = ("python", 1),
     ) -> None:
         self.ref = ref
         self.project = project
         self.bundle = bundle
         self.base = base
         self.drill_asked = drill_asked
+        self.launcher = launcher
+        """How the CLI runs start: ``python``, or ``torchrun`` with this many processes."""
         self.files = DatasetFiles(bundle, ref.name)
         self.steps = steps
         """The steps of this dataset that the session runs: only their CLI runs are started."""
@@ -192,7 +194,7 @@ class Rehearsal:
             # A PPO log path of its own: the drill must not run PPO, so it must stay absent.
             config, ppo_log = self.files.rollback_config, self.files.run(run) / "ppo.jsonl"
         argv = [
-            sys.executable,
+            *launch_argv(*self.launcher),
             str(self.project / TRAINING_SCRIPT),
             str(config),
             "--mode",
@@ -201,10 +203,11 @@ class Rehearsal:
             str(SMOKE_EPOCHS),
             "--ppo-log",
             str(ppo_log),
-            "--run",
-            run,
         ]
-        self._cli[run] = CLIRun(argv, self.files.run(run), cwd=self.project)
+        torchrun = self.launcher[0] == "torchrun"
+        # torchrun reads --run as an abbreviation of its own options: the alias passes through.
+        argv += ["--run-name" if torchrun else "--run", run]
+        self._cli[run] = CLIRun(argv, self.files.run(run), cwd=self.project, torchrun=torchrun)
 
     def finish(self, run: str) -> CLIResult:
         """Wait for a CLI run (starting it first if need be); merge its records into the bundle."""

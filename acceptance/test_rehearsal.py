@@ -138,6 +138,7 @@ def test_anneal_smoke(rehearsal: Rehearsal, record_property: Record) -> None:
             "mean_return": ppo[-1]["mean_return"] if ppo else None,
             "baseline_mean_return": ppo[-1]["baseline_mean_return"] if ppo else None,
             "checkpoint": ppo[-1]["checkpoint"]["id"] if ppo else None,
+            "world_size": bc[-1].get("world_size") if bc else None,
         },
     )
     if run.returncode == EXIT_ROLLED_BACK:
@@ -225,6 +226,7 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
             "promoted_before": promoted_before,
             "promoted_after": promoted.id if promoted else None,
             "store_unchanged": before == after,
+            "world_size": bc[-1].get("world_size") if bc else None,
         },
     )
     assert config.bc.accuracy_threshold == drill.used, "the rollback overlay is not the drill's"

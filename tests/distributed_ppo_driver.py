@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.config import load_config  # noqa: E402
-from harness.envs import EnvSpec, check_spaces  # noqa: E402
-from harness.training import distributed  # noqa: E402
-from harness.training.policy import MLPPolicy, PolicySpec  # noqa: E402
-from harness.training.ppo import ActorCritic, train  # noqa: E402
-from harness.training.rollout import make_envs  # noqa: E402
-from harness.training.seeding import deterministic  # noqa: E402
+from harness.config import load_config
+from harness.envs import EnvSpec, check_spaces
+from harness.training import distributed
+from harness.training.policy import MLPPolicy, PolicySpec
+from harness.training.ppo import ActorCritic, train
+from harness.training.rollout import make_envs
+from harness.training.seeding import deterministic
 
 ENV = EnvSpec.of("Acrobot-v1", {})
 BASE = Path(__file__).resolve().parents[1] / "configs" / "examples" / "poc_hybrid.yaml"
@@ -45,7 +45,9 @@ def main(out: Path, num_envs: int, epochs: int) -> None:
         if world.writer:
             weights = {k: v.reshape(-1).tolist() for k, v in model.state_dict().items()}
             stats = [{**h.to_json(), "steps_per_second": None} for h in history]
-            out.write_text(json.dumps({"world_size": world.size, "updates": stats, "weights": weights}))
+            out.write_text(
+                json.dumps({"world_size": world.size, "updates": stats, "weights": weights})
+            )
 
 
 if __name__ == "__main__":

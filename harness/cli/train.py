@@ -73,7 +73,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         "(default: the config's output.log_dir)",
     )
     p.add_argument("--seed", type=non_negative, metavar="S", help="instead of the config's seed")
-    p.add_argument("--run", metavar="NAME", help="run name in the records (default: CONFIG's stem)")
+    p.add_argument(
+        "--run",
+        "--run-name",
+        dest="run",
+        metavar="NAME",
+        help="run name in the records (default: CONFIG's stem); under torchrun write "
+        "--run-name, as torchrun takes --run for an abbreviation of its own options",
+    )
     p.add_argument(
         "--unverified",
         action="store_true",
