@@ -120,7 +120,16 @@ def test_minimal_config_gets_the_defaults_and_the_conventional_sheet(tmp_path: P
 def test_to_document_round_trips_in_the_base_key_order(tmp_path: Path) -> None:
     config = load_config(BASE)
     document = config.to_document()
-    assert list(document) == ["seed", "dataset", "env", "bc", "ppo", "anneal", "output"]
+    assert list(document) == [
+        "seed",
+        "dataset",
+        "env",
+        "bc",
+        "ppo",
+        "anneal",
+        "training",
+        "output",
+    ]
     assert list(flatten(document)) == known_keys()
     assert schema_problems(document, "config") == []
     assert document["bc"]["hidden_sizes"] == [64, 64]
