@@ -83,9 +83,10 @@ def test_share_splits_a_minibatch_over_the_ranks() -> None:
 
 
 def test_num_envs_must_split_over_the_ranks() -> None:
-    distributed.check_num_envs(8, distributed.World(0, 2), "c.yaml")
-    with pytest.raises(HarnessError, match=r"c.yaml: ppo.num_envs 8 does not split over 3"):
-        distributed.check_num_envs(8, distributed.World(0, 3), "c.yaml")
+    config = load_config(BASE)  # 8 environments
+    distributed.check_num_envs(config, distributed.World(0, 2))
+    with pytest.raises(HarnessError, match=r"poc_hybrid.yaml: ppo.num_envs 8 does not split"):
+        distributed.check_num_envs(config, distributed.World(0, 3))
 
 
 def test_training_device_is_checked_and_left_out_of_the_hash(tmp_path: Path) -> None:

@@ -115,14 +115,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     # Under torchrun (docs/distributed.md): bad input fails here, before the process group,
     # on every rank alike; past it, rank 0's outcome is every rank's.
     world = distributed.launched()
-    if world.distributed and args.mode != "bc":
-        cfg = harness.config
-        distributed.check_num_envs(cfg.ppo.num_envs, world, str(cfg.source or "config"))
+    if args.mode != "bc":
+        distributed.check_num_envs(harness.config, world)
     with distributed.launch(harness.config.training.device, world) as world, _quiet(world):
         try:
-            return _train(args, harness, world)
+            code = _train(args, harness, world)
         except distributed.PeerFailed as exc:  # rank 0 printed its line
             return exc.exit_code
+        return distributed.agree(code)  # the ranks leave together, with one code
 
 
 @contextlib.contextmanager

@@ -40,6 +40,8 @@ from harness.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, HarnessError
 if TYPE_CHECKING:
     import torch
 
+    from harness.config import Config
+
 T = TypeVar("T")
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -99,12 +101,13 @@ def launched(environ: dict[str, str] | None = None) -> World:
     return World(rank, size, local)
 
 
-def check_num_envs(num_envs: int, world: World, source: str) -> None:
+def check_num_envs(config: Config, world: World) -> None:
     """PPO splits ``ppo.num_envs`` evenly over the ranks; refuse a count that does not split."""
+    num_envs = config.ppo.num_envs
     if num_envs % world.size:
         raise HarnessError(
-            f"{source}: ppo.num_envs {num_envs} does not split over {world.size} processes; "
-            f"give a multiple of {world.size}"
+            f"{config.source or 'config'}: ppo.num_envs {num_envs} does not split over "
+            f"{world.size} processes; give a multiple of {world.size}"
         )
 
 

@@ -22,7 +22,7 @@ from harness.datasets.manifest import Manifest, load_manifest
 from harness.errors import HarnessError, IntegrityError
 from harness.formatting import and_more
 from harness.training.checkpoints import CheckpointStore, load_checkpoint
-from harness.training.distributed import current, on_writer
+from harness.training.distributed import check_num_envs, current, on_writer
 from harness.training.finishing import StageContext, preflight
 from harness.training.results import BCResult, MixedResult, PPOResult
 from harness.training.runlog import log_path, rejected_dir
@@ -92,6 +92,7 @@ class TrainingHarness:
         from harness.training.stages import bc_stage, ppo_stage
 
         ppo_log = self._check_ppo_log(ppo_log)
+        check_num_envs(self.config, current())  # under torchrun: the ranks share them
         manifest = self.load_dataset()
         bc, demos = bc_stage(self._context(), manifest)
         if not bc.passed:
@@ -106,6 +107,7 @@ class TrainingHarness:
         from harness.training.stages import ppo_stage
 
         ppo_log = self._check_ppo_log(ppo_log)
+        check_num_envs(self.config, current())
         manifest = self.load_dataset()
         baseline = CheckpointStore(self.config.output.checkpoint_dir).promoted()
         return ppo_stage(self._context(), manifest, "ppo", None, baseline, None, ppo_log)
