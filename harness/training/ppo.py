@@ -269,25 +269,7 @@ def update(
                 demo_mb = torch.randint(len(demos[0]), (len(mb),), generator=generator)
                 bc_term = bc_loss(actor, actor(demos[0][demo_mb]), demos[1][demo_mb])
             optimiser.zero_grad()
-            if len(rows):
-                logp, entropy = actor.log_prob_entropy(actor(batch.obs[rows]), batch.actions[rows])
-                terms = ppo_loss(
-                    logp,
-                    entropy,
-                    batch.logp[rows],
-                    batch.advantages[rows],
-                    model.value(batch.obs[rows]),
-                    batch.returns[rows],
-                    cfg,
-                    bc_coef,
-                    bc_term,
-                    adv_stats,
-                )
-                (terms.total if layout is None else terms.total * weight).backward()
-                parts = [value * weight for value in terms.parts()]
-            else:  # none of this minibatch's frames are this rank's: it adds zero gradients
-                (sum(p.sum() for p in params) * 0.0).backward()
-                parts = [0.0] * len(LOSS_PARTS)
+            parts = _backward(model, batch, rows, weight, adv_stats, cfg, bc_coef, bc_term)
             parts = reduce_gradients(params, parts)
             clip_grad_norm(params, cfg.max_grad_norm)
             optimiser.step()
@@ -298,6 +280,39 @@ def update(
             break
     model.eval()
     return {key: value / minibatches for key, value in sums.items()}
+
+
+def _backward(
+    model: ActorCritic,
+    batch: Batch,
+    rows: torch.Tensor,
+    weight: float,
+    adv_stats: tuple[torch.Tensor, torch.Tensor] | None,
+    cfg: PPOConfig,
+    bc_coef: float,
+    bc_term: torch.Tensor | None,
+) -> list[float]:
+    """Backpropagate the loss of ``rows`` of a minibatch, weighted by ``weight`` (their share
+    of it under torchrun; 1 for a single process); return the loss parts, weighted alike."""
+    actor = model.actor
+    if not len(rows):  # none of this minibatch's frames are this rank's: zero gradients
+        (sum(p.sum() for p in model.parameters()) * 0.0).backward()
+        return [0.0] * len(LOSS_PARTS)
+    logp, entropy = actor.log_prob_entropy(actor(batch.obs[rows]), batch.actions[rows])
+    terms = ppo_loss(
+        logp,
+        entropy,
+        batch.logp[rows],
+        batch.advantages[rows],
+        model.value(batch.obs[rows]),
+        batch.returns[rows],
+        cfg,
+        bc_coef,
+        bc_term,
+        adv_stats,
+    )
+    (terms.total if weight == 1.0 else terms.total * weight).backward()
+    return [value * weight for value in terms.parts()]
 
 
 def train(
