@@ -37,7 +37,9 @@ TRAIN_EPILOG = (
     "stderr; the stage it stopped leaves the store and the run log as they were); 3 a gate "
     'failed and the run rolled back (promoted checkpoint unchanged, "rolled_back": true logged); '
     "70 an unexpected error, a bug (one line on stderr naming the file in the log folder that "
-    "holds its traceback)"
+    "holds its traceback). Under torchrun (docs/distributed.md) the processes train "
+    "data-parallel, rank 0 alone verifies, gates, promotes and logs, and every rank exits with "
+    "the same code (torchrun itself exits 1 when it is not 0)"
 )
 MODES = ("bc", "ppo", "mixed")
 
