@@ -36,14 +36,19 @@ SB3_TAGS = {
     "train/clip_fraction",
 }
 HARNESS_TAGS = {"train/bc_loss", "train/bc_coef", "bc/train_loss", "bc/holdout_accuracy"}
-# Prints the TensorBoard modules loaded by a training run, after the run.
-RUN_AND_LIST_MODULES = (
-    "import json, sys\n"
-    "from harness.cli import train_main\n"
-    "code = train_main(sys.argv[1:], prog='run_training.py')\n"
-    "names = sorted(m for m in sys.modules if 'tensorboard' in m.lower())\n"
-    "print(json.dumps({'code': code, 'modules': names}))\n"
-)
+# Training runs one after the other in one process (one import of torch), their arguments
+# separated by "--then"; after each, the TensorBoard modules loaded so far, as a JSON line.
+RUN_AND_LIST_MODULES = """
+import json, sys
+from harness.cli import train_main
+runs = [[]]
+for arg in sys.argv[1:]:
+    runs.append([]) if arg == "--then" else runs[-1].append(arg)
+for argv in runs:
+    code = train_main(argv, prog="run_training.py")
+    names = sorted(m for m in sys.modules if "tensorboard" in m.lower())
+    print(json.dumps({"code": code, "modules": names}))
+"""
 
 
 # The files are read with TensorBoard's own reader (the test extra), never the harness's code.
@@ -139,29 +144,39 @@ def small_config(tmp_path: Path, *sets: str) -> Path:
     return out
 
 
-def run_listing_modules(*args: str | Path) -> tuple[dict[str, Any], str]:
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, Any]], str]:
+    """In one fresh process: a BC run with TensorBoard off, then a mixed run with it on."""
+    off, on = tmp_path_factory.mktemp("off"), tmp_path_factory.mktemp("on")
+    first = [small_config(off), "--mode", "bc", "--epochs", "1"]
+    then = [small_config(on), "--mode", "mixed", "--epochs", "2", "--tensorboard"]
+    then += ["--ppo-log", on / "ppo.jsonl"]
     result = subprocess.run(
-        [sys.executable, "-c", RUN_AND_LIST_MODULES, *map(str, args)],
+        [sys.executable, "-c", RUN_AND_LIST_MODULES, *map(str, [*first, "--then", *then])],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=300,
     )
-    assert result.stdout, result.stderr
-    return json.loads(result.stdout.splitlines()[-1]), result.stdout
+    ran = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(ran) == 2, result.stdout + result.stderr
+    return off, on, ran, result.stdout
 
 
-def test_a_mixed_run_writes_the_sb3_and_harness_tags(tmp_path: Path) -> None:
-    config = small_config(tmp_path)
-    ppo_log = tmp_path / "ppo.jsonl"
-    ran, out = run_listing_modules(
-        config, "--mode", "mixed", "--epochs", "2", "--tensorboard", "--ppo-log", ppo_log
-    )
-    assert ran["code"] == 0, out
-    assert f"tensorboard: events in {tmp_path / 'logs'}" in out
+def test_off_imports_nothing_and_writes_no_event_file(runs: Any) -> None:
+    off, _, ran, out = runs
+    assert ran[0] == {"code": 0, "modules": []}, out
+    assert list((off / "logs").glob("*tfevents*")) == []
+    assert read_log(log_path(off / "logs"))[0]["epochs"] == 1
+
+
+def test_a_mixed_run_writes_the_sb3_and_harness_tags(runs: Any) -> None:
+    _, on, ran, out = runs
+    assert ran[1]["code"] == 0, out
+    assert f"tensorboard: events in {on / 'logs'}" in out
     # The writer is the harness's own: neither TensorBoard nor tensorboardX was imported.
-    assert ran["modules"] == ["harness.training.tensorboard_events"]
-    logs = tmp_path / "logs"
+    assert ran[1]["modules"] == ["harness.training.tensorboard_events"]
+    logs = on / "logs"
     assert sorted(p.name for p in logs.glob(f"{FILE_PREFIX}*")) == [
         f"{FILE_PREFIX}bc",
         f"{FILE_PREFIX}ppo",
@@ -174,7 +189,7 @@ def test_a_mixed_run_writes_the_sb3_and_harness_tags(tmp_path: Path) -> None:
     history = bc["epoch_history"]
     assert got["bc/holdout_accuracy"] == [(e["epoch"], f32(e["holdout_accuracy"])) for e in history]
     assert got["bc/train_loss"] == [(e["epoch"], f32(e["train_loss"])) for e in history]
-    lines = read_ppo_log(ppo_log)
+    lines = read_ppo_log(on / "ppo.jsonl")
     assert got["train/loss"] == [(x["env_steps"], f32(x["loss_total"])) for x in lines]
     assert got["train/entropy_loss"] == [(x["env_steps"], f32(-x["entropy"])) for x in lines]
     assert got["train/bc_coef"] == [(x["env_steps"], f32(x["bc_coef"])) for x in lines]
@@ -185,14 +200,6 @@ def test_a_mixed_run_writes_the_sb3_and_harness_tags(tmp_path: Path) -> None:
     returns = [(x["env_steps"], x["mean_episode_return"]) for x in lines]
     assert returns[0][1] is None
     assert got["rollout/ep_rew_mean"] == [(s, f32(r)) for s, r in returns if r is not None] != []
-
-
-def test_off_imports_nothing_and_writes_no_event_file(tmp_path: Path) -> None:
-    config = small_config(tmp_path)
-    ran, out = run_listing_modules(config, "--mode", "bc", "--epochs", "1")
-    assert ran == {"code": 0, "modules": []}, out
-    assert list((tmp_path / "logs").glob("*tfevents*")) == []
-    assert read_log(log_path(tmp_path / "logs"))[0]["epochs"] == 1
 
 
 def test_the_config_key_turns_it_on_and_a_rerun_replaces_the_file(tmp_path: Path) -> None:
