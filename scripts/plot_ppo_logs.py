@@ -3,7 +3,8 @@
 
 Each log (``--ppo-log``, JSON Lines, one line per PPO update) becomes one line: the mean return
 of the training episodes that ended in each update, against the environment steps so far.
-Standard library only; the same inputs give the same bytes. ``--help`` lists the options.
+Drawn with matplotlib (the ``report`` extra) through ``harness.svgfigure``: the same inputs give
+the same bytes. ``--help`` lists the options.
 """
 
 from __future__ import annotations
@@ -12,37 +13,27 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from xml.sax.saxutils import escape
+from typing import Any
 
 try:
-    from harness.atomic import write_text_atomic
+    from harness.errors import HarnessError
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from harness.atomic import write_text_atomic
-from harness.errors import HarnessError
+    from harness.errors import HarnessError
+from harness.svgfigure import pyplot, save_svg
 from harness.training.runlog import read_ppo_log
 
-# The plot area spans x in LEFT..WIDTH-RIGHT and y in TOP..BOTTOM; the legend goes below it.
-WIDTH, LEFT, RIGHT, TOP, BOTTOM, LEGEND_ROW = 720, 70, 20, 44, 300, 18
 # Okabe-Ito, distinguishable with the common colour-vision deficiencies (yellow, faint, last).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
-FONT = {"font_family": "sans-serif", "font_size": 11, "fill": "#333"}
+WIDTH_INCHES, HEIGHT_INCHES = 7.2, 3.6  # the plot area; the legend is added below it
+MARGIN = 0.015  # of each axis's span, beyond the data's last step and the top of the axis
 
 Curve = tuple[str, list[tuple[int, float]]]  # label, (env_steps, mean_episode_return) points
 
 
-def tag(name: str, content: str | None = None, **attrs: object) -> str:
-    """An SVG element; ``font_size=11`` becomes ``font-size="11"``, floats get one decimal."""
-    fmt = [
-        (k.replace("_", "-"), f"{v:.1f}" if isinstance(v, float) else v) for k, v in attrs.items()
-    ]
-    head = name + "".join(f' {k}="{v}"' for k, v in fmt)
-    return f"<{head}/>" if content is None else f"<{head}>{content}</{name}>"
-
-
 def text(value: str) -> str:
-    """``value`` safe as XML character data: escaped, without control characters or surrogates."""
-    return escape("".join(" " if c < " " else c for c in value if not "\ud800" <= c <= "\udfff"))
+    """``value`` as a figure can show it: control characters as spaces, no lone surrogates."""
+    return "".join(" " if c < " " else c for c in value if not "\ud800" <= c <= "\udfff")
 
 
 def nice_step(span: float) -> float:
@@ -51,60 +42,44 @@ def nice_step(span: float) -> float:
     return min((m * power for m in (1, 2, 5, 10)), key=lambda step: abs(span / step - 5))
 
 
-def ticks(top: float) -> list[tuple[float, str]]:
-    """Tick values from 0 to ``top``, with their labels."""
-    step = nice_step(top)
-    decimals = max(0, -math.floor(math.log10(step)))
-    return [(k * step, f"{k * step:,.{decimals}f}") for k in range(int(top / step + 1e-9) + 1)]
+def figure(curves: list[Curve], title: str, ymax: float) -> Any:
+    """The matplotlib figure: one line with markers per curve, the legend below the plot.
 
+    The return axis starts at 0, or lower when a return is negative (Pendulum's are).
+    """
+    try:
+        plt = pyplot()
+    except ModuleNotFoundError as exc:
+        raise HarnessError(
+            f"drawing needs matplotlib ({exc}): pip install -e '.[report]'"
+        ) from None
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
-def render(curves: list[Curve], title: str, ymax: float) -> str:
     xmax = max(x for _, points in curves for x, _ in points)
-    height = BOTTOM + 64 + LEGEND_ROW * len(curves)
-    mid_x, mid_y = (LEFT + WIDTH - RIGHT) / 2, (TOP + BOTTOM) / 2
-
-    def px(x: float) -> float:
-        return LEFT + x / xmax * (WIDTH - RIGHT - LEFT)
-
-    def py(y: float) -> float:
-        return BOTTOM - y / ymax * (BOTTOM - TOP)
-
-    clip = tag("rect", x=LEFT, y=TOP - 4, width=WIDTH - RIGHT - LEFT + 4, height=BOTTOM - TOP + 8)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}">',
-        tag("title", text(title)),
-        tag("rect", width=WIDTH, height=height, fill="white"),
-        tag("clipPath", clip, id="plot"),  # --ymax below the data: cut the lines at the frame
-        tag("text", text(title), x=WIDTH / 2, y=24, text_anchor="middle", font_family="sans-serif",
-            font_size=15, font_weight="bold", fill="#222"),
-    ]  # fmt: skip
-    for x, label in ticks(xmax):
-        out.append(tag("line", x1=px(x), y1=TOP, x2=px(x), y2=BOTTOM, stroke="#e4e4e4"))
-        out.append(tag("text", label, x=px(x), y=BOTTOM + 16, text_anchor="middle", **FONT))
-    for y, label in ticks(ymax):
-        out.append(tag("line", x1=LEFT, y1=py(y), x2=WIDTH - RIGHT, y2=py(y), stroke="#e4e4e4"))
-        out.append(tag("text", label, x=LEFT - 6, y=py(y) + 4, text_anchor="end", **FONT))
-    out += [
-        tag("path", d=f"M{LEFT} {TOP}V{BOTTOM}H{WIDTH - RIGHT}", fill="none", stroke="#333"),
-        tag("text", "environment steps", x=mid_x, y=BOTTOM + 38, text_anchor="middle", **FONT),
-        tag("text", "mean episode return", x=18, y=mid_y, text_anchor="middle",
-            transform=f"rotate(-90 18 {mid_y:.1f})", **FONT),
-    ]  # fmt: skip
-    for i, (label, points) in enumerate(curves):
-        colour, row = PALETTE[i % len(PALETTE)], BOTTOM + 56 + LEGEND_ROW * i
-        xy = [(px(x), py(y)) for x, y in points]
-        pen = f'stroke="{colour}" fill="{colour}" stroke-width="2" stroke-linejoin="round"'
-        out.append(f'<g {pen} clip-path="url(#plot)">')
-        out.append(tag("polyline", points=" ".join(f"{x:.1f},{y:.1f}" for x, y in xy), fill="none"))
-        out += [tag("circle", cx=x, cy=y, r=2) for x, y in xy]
-        out.append("</g>")
-        sample = (
-            tag("line", x1=LEFT, y1=row, x2=LEFT + 24, y2=row),
-            tag("circle", cx=LEFT + 12, cy=row, r=2),
-        )
-        out.append(f"<g {pen}>{''.join(sample)}</g>")
-        out.append(tag("text", text(label), x=LEFT + 32, y=row + 4, **FONT))
-    return "\n".join([*out, "</svg>", ""])
+    low = min(y for _, points in curves for _, y in points)
+    ymin = 0.0 if low >= 0 else math.floor(low / nice_step(ymax - low)) * nice_step(ymax - low)
+    # Labels are text as typed: "$" is a dollar sign, not mathematics.
+    with plt.rc_context({"text.parse_math": False, "font.size": 9}):
+        fig, ax = plt.subplots(figsize=(WIDTH_INCHES, HEIGHT_INCHES))
+        for i, (label, points) in enumerate(curves):
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, color=PALETTE[i % len(PALETTE)], linewidth=1.8, marker="o",
+                    markersize=3, label=text(label), gid=f"curve-{i}")  # fmt: skip
+        ax.set_title(text(title), fontsize=11, fontweight="bold")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("mean episode return")
+        # A sliver beyond the last step and --ymax, so that points there show whole; points
+        # above --ymax are cut off at the frame.
+        ax.set_xlim(0, xmax * (1 + MARGIN))
+        ax.set_ylim(ymin - (ymax - ymin) * MARGIN, ymax + (ymax - ymin) * MARGIN)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10]))
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.10g}"))
+        ax.grid(color="#e4e4e4", linewidth=0.8)
+        ax.set_axisbelow(True)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False, borderaxespad=0)
+    return fig
 
 
 def load(spec: str) -> Curve:
@@ -120,6 +95,8 @@ def load(spec: str) -> Curve:
 def parse_ymax(value: str | None, curves: list[Curve]) -> float:
     if value is None:  # the data's maximum, rounded up to a tick
         top = max(y for _, points in curves for _, y in points)
+        if top <= 0 and min(y for _, points in curves for _, y in points) < 0:
+            return 0.0  # every return negative (Pendulum): the axis ends at 0
         step = nice_step(top) if top > 0 else 1.0
         return max(1, math.ceil(top / step - 1e-9)) * step
     try:
@@ -137,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Plot PPO learning curves into one SVG file: for each log, the mean return of "
         "the training episodes that ended in each update, against environment steps. Updates in "
         "which no episode ended are skipped; the line joins the points around them.",
-        epilog="Exit codes: 0 written; 2 bad input, and nothing is written.",
+        epilog="Exit codes: 0 written; 2 bad input (or no matplotlib), and nothing is written.",
     )
     parser.add_argument("logs", nargs="+", metavar="LOG[=LABEL]",
                         help="a PPO log (JSON Lines); the label defaults to the file's stem")  # fmt: skip
@@ -149,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         curves = [load(spec) for spec in args.logs]
         ymax = parse_ymax(args.ymax, curves)
-        svg = render(curves, args.title, ymax)
+        fig = figure(curves, args.title, ymax)
         try:
-            write_text_atomic(args.output, svg)
+            save_svg(fig, Path(args.output))
         except OSError as exc:
             raise HarnessError(
                 f"{args.output}: cannot write the SVG: {exc.strerror or exc}"

@@ -1,14 +1,18 @@
-"""``scripts/plot_ppo_logs.py``: PPO learning curves as one SVG, called in process (fast)."""
+"""``scripts/plot_ppo_logs.py``: PPO learning curves as one SVG drawn by matplotlib, called in
+process (fast)."""
 
 from __future__ import annotations
 
 import contextlib
+import html
 import importlib.util
 import io
 import json
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,20 +65,36 @@ def write_log(path: Path, returns: list[float | None], mode: str = "ppo") -> Pat
     return path
 
 
+def svg_root(svg: Path) -> ET.Element:
+    """The SVG's XML, with its comments: matplotlib draws text as paths and names it in one."""
+    return ET.parse(svg, ET.XMLParser(target=ET.TreeBuilder(insert_comments=True))).getroot()
+
+
 def curves(svg: Path) -> list[list[tuple[float, float]]]:
-    """The points of each data polyline, in order."""
-    root = ET.parse(svg).getroot()
+    """The points of each data line (``<g id="curve-N">``): its markers' positions, in order."""
+    groups = {g.get("id"): g for g in svg_root(svg).iter(f"{SVG}g")}
     return [
-        [tuple(map(float, xy.split(","))) for xy in line.get("points", "").split()]
-        for line in root.iter(f"{SVG}polyline")
+        [
+            (float(u.get("x", "nan")), float(u.get("y", "nan")))
+            for u in groups[f"curve-{i}"].iter(f"{SVG}use")
+        ]
+        for i in range(sum(1 for k in groups if k and k.startswith("curve-")))
     ]
 
 
 def texts(svg: Path) -> list[str]:
-    return ["".join(t.itertext()) for t in ET.parse(svg).getroot().iter(f"{SVG}text")]
+    return [str(c.text).strip() for c in svg_root(svg).iter(ET.Comment)]
 
 
-def test_one_polyline_per_log_with_its_points(tmp_path: Path) -> None:
+def axes(*specs: str | Path, ymax: str | None = None) -> Any:
+    """The matplotlib axes the script draws for these logs (closed after reading)."""
+    loaded = [plot_ppo_logs.load(str(spec)) for spec in specs]
+    fig = plot_ppo_logs.figure(loaded, "t", plot_ppo_logs.parse_ymax(ymax, loaded))
+    plot_ppo_logs.pyplot().close(fig)
+    return fig.axes[0]
+
+
+def test_one_line_per_log_with_its_points(tmp_path: Path) -> None:
     mixed = write_log(tmp_path / "mixed.jsonl", [None, 10.0, None, None, 10.0], mode="mixed")
     ppo = write_log(tmp_path / "ppo.jsonl", [0.0, 2.5, None, 5.0, 7.5])
     out = tmp_path / "figs" / "curves.svg"
@@ -85,16 +105,25 @@ def test_one_polyline_per_log_with_its_points(tmp_path: Path) -> None:
 
     lines = curves(out)
     assert [len(points) for points in lines] == [2, 4]  # null returns are skipped
-    assert len(list(ET.parse(out).getroot().iter(f"{SVG}circle"))) == 6 + 2  # and 2 in the legend
     (a, b), (c, *_, d) = lines
-    # x: 0..the last env step (10240) across the plot; y: 0..--ymax bottom to top.
-    assert d[0] == b[0] > a[0] > c[0] > plot_ppo_logs.LEFT
-    assert a[1] == b[1] < c[1] and d[1] < c[1]
-    assert b[0] == plot_ppo_logs.WIDTH - plot_ppo_logs.RIGHT and b[1] == plot_ppo_logs.TOP
-    assert c[1] == plot_ppo_logs.BOTTOM
+    # SVG y grows downwards: the mixed line's 10s sit at the top, the ppo line rises from 0.
+    assert d[0] == b[0] > a[0] > c[0] > 0
+    assert a[1] == b[1] < d[1] < c[1]
     labels = texts(out)
     assert {"Demo", "BC start", "ppo", "environment steps", "mean episode return"} <= set(labels)
-    assert {"0", "10"} <= set(labels)
+    assert {"0", "10", "10,000"} <= set(labels)
+
+    ax = axes(f"{mixed}=BC start", ppo, ymax="10")
+    assert [line.get_label() for line in ax.get_lines()] == ["BC start", "ppo"]
+    assert ax.get_lines()[1].get_xydata().tolist() == [
+        [2048, 0],
+        [4096, 2.5],
+        [8192, 5],
+        [10240, 7.5],
+    ]
+    low, high = ax.get_ylim()
+    assert low < 0 < 10 < high < 10.5  # a sliver around 0..--ymax: points there show whole
+    assert max(ax.get_yticks()[ax.get_yticks() <= high]) == 10
 
 
 def test_ymax_defaults_to_the_data_maximum_rounded_up(tmp_path: Path) -> None:
@@ -102,16 +131,28 @@ def test_ymax_defaults_to_the_data_maximum_rounded_up(tmp_path: Path) -> None:
     out = tmp_path / "out.svg"
     assert plot(log, "-o", out).returncode == 0
     assert "300" in texts(out) and "350" not in texts(out)
-    assert min(y for _, y in curves(out)[0]) > plot_ppo_logs.TOP  # 287.9 is below the top
+    assert 300 < axes(log).get_ylim()[1] < 310
 
 
-def test_labels_and_title_are_escaped(tmp_path: Path) -> None:
+def test_negative_returns_extend_the_axis_below_0(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "pendulum.jsonl", [-1400.0, -900.0, -250.0])
+    ax = axes(log)
+    low, high = ax.get_ylim()
+    assert low < -1400 and 0 <= high < 100
+    out = tmp_path / "out.svg"
+    assert plot(log, "-o", out).returncode == 0
+    assert "\N{MINUS SIGN}1,400" in texts(out)
+
+
+def test_labels_and_title_are_text_as_typed(tmp_path: Path) -> None:
     log = write_log(tmp_path / "ppo.jsonl", [1.0, 2.0])
     out = tmp_path / "out.svg"
-    result = plot(f'{log}=a <&> "b" = c', "-o", out, "--title", "x < y & z")
+    result = plot(f'{log}=a <&> "b" = $c$', "-o", out, "--title", "x < y & z\x07")
     assert result.returncode == 0, result.stderr
-    assert "&lt;&amp;&gt;" in out.read_text()
-    assert {'a <&> "b" = c', "x < y & z"} <= set(texts(out))
+    assert "&lt;&amp;&gt;" in out.read_text()  # escaped in the XML
+    assert {'a <&> "b" = $c$', "x < y & z"} <= {html.unescape(t) for t in texts(out)}
+    # "$c$" is drawn as typed: DejaVu Sans's dollar sign (glyph 7), no mathtext italics.
+    assert 'id="DejaVuSans-7"' in out.read_text() and "Oblique" not in out.read_text()
 
 
 def test_the_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
@@ -121,6 +162,13 @@ def test_the_same_inputs_give_the_same_bytes(tmp_path: Path) -> None:
     assert plot(*logs, "-o", second, "--ymax", "500").returncode == 0
     assert first.read_bytes() == second.read_bytes()
     assert len(curves(first)) == 3
+    # In another process too: matplotlib's ids and metadata do not depend on the session.
+    third = tmp_path / "third.svg"
+    script = REPO / "scripts" / "plot_ppo_logs.py"
+    subprocess.run(
+        [sys.executable, script, *logs, "-o", third, "--ymax", "500"], check=True, timeout=120
+    )
+    assert third.read_bytes() == first.read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from harness.training.bc import (
     majority_baseline,
     mean_action_baseline,
     per_action_recall,
+    range_scaled_mae,
     regression_figures,
     split_by_episode,
 )
@@ -52,6 +53,9 @@ from harness.training.runlog import finite_or_none, ppo_log_writer
 from harness.training.seeding import deterministic
 from harness.training.weights import checkpoint_policy
 
+if TYPE_CHECKING:
+    from harness.training.tensorboard_events import StageEvents
+
 Frames = tuple[np.ndarray, np.ndarray]
 
 
@@ -72,7 +76,9 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
     train_eps, holdout_eps = split_by_episode(len(demos.refs), cfg.bc.holdout, cfg.seed)
     x_train, y_train = demos.frames(train_eps)
     x_hold, y_hold = demos.frames(holdout_eps)
-    policy, stats, predicted = _train_bc(ctx, manifest.dataset, spec, x_train, y_train, x_hold)
+    policy, stats, predicted, history = _train_bc(
+        ctx, manifest.dataset, spec, (x_train, y_train), (x_hold, y_hold)
+    )
 
     split = (train_eps, holdout_eps)
     metrics = _bc_metrics(cfg, spec, demos, split, stats, predicted, y_train, y_hold)
@@ -86,7 +92,8 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
         metrics=metrics,
         parent=previous,
         lineage={},
-        fields={**metrics, "epochs": cfg.bc.epochs},
+        # Not in ``metrics``: the checkpoint (and its id) stays as it was without them.
+        fields={**metrics, "epochs": cfg.bc.epochs, **history},
         gate_record={"stage": "bc", **metrics},
         started=started,
         t0=t0,
@@ -103,6 +110,8 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
         per_action_recall=metrics.get("per_action_recall"),
         train_size=metrics["train"],
         holdout_size={k: metrics["holdout"][k] for k in ("episodes", "steps")},
+        epoch_history=history["epoch_history"],
+        mae_per_dimension=history.get("mae_per_dimension"),
     )
     return result, demos.frames(range(len(demos.refs)))
 
@@ -165,15 +174,15 @@ def _baseline_metrics(
 
 
 def _train_bc(
-    ctx: StageContext,
-    dataset: str,
-    spec: PolicySpec,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_hold: np.ndarray,
-) -> tuple[MLPPolicy, TrainStats, np.ndarray]:
-    """A new policy trained under the config's seed, and its greedy actions on the hold-out."""
+    ctx: StageContext, dataset: str, spec: PolicySpec, train: Frames, holdout: Frames
+) -> tuple[MLPPolicy, TrainStats, np.ndarray, dict[str, Any]]:
+    """A new policy trained under the config's seed, its greedy actions on the hold-out, and
+    the record's history: each epoch's training loss and hold-out accuracy (``epoch_history``)
+    and, for Box actions, the hold-out error of each dimension (``mae_per_dimension``)."""
     cfg = ctx.config
+    x_hold, y_hold = holdout
+    epochs: list[dict[str, Any]] = []
+    events = _events(ctx, "bc")
     with (
         deterministic(cfg.seed) as generator,
         progress_bar(cfg.bc.epochs, f"bc {dataset}", unit="epoch", enabled=ctx.progress) as bar,
@@ -181,11 +190,24 @@ def _train_bc(
         policy = MLPPolicy(spec)
 
         def on_epoch(epoch: int, loss: float) -> None:
+            # Greedy and under no_grad: draws no random number, so training is as without it.
+            held = action_accuracy(spec, policy.act(x_hold), y_hold, cfg.bc.action_tolerance)
+            epochs.append(
+                {"epoch": epoch + 1, "train_loss": finite_or_none(loss), "holdout_accuracy": held}
+            )
+            if events is not None:
+                events.bc_epoch(epoch + 1, loss, held)
             bar.set_postfix_str(f"loss {loss:.4f}")
             bar.update()
 
-        stats = train_bc(policy, x_train, y_train, cfg.bc, generator, on_epoch)
-        return policy, stats, policy.act(x_hold)
+        stats = train_bc(policy, *train, cfg.bc, generator, on_epoch)
+        predicted = policy.act(x_hold)
+    if events is not None:
+        events.write()
+    history: dict[str, Any] = {"epoch_history": epochs}
+    if spec.continuous:
+        history["mae_per_dimension"] = range_scaled_mae(spec, predicted, y_hold)
+    return policy, stats, predicted, history
 
 
 # --- PPO ---------------------------------------------------------------------------------------
@@ -337,7 +359,8 @@ def _run_ppo(
     ):
         actor = _checkpoint_policy(init, spec) if init else MLPPolicy(spec)
         model = ActorCritic(actor, cfg.ppo.hidden_sizes)
-        log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar)
+        events = _events(ctx, "ppo")
+        log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar, events)
         # Under torchrun each rank steps its share of the environments.
         envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs // world.size)
         train_started = time.perf_counter()
@@ -356,24 +379,45 @@ def _run_ppo(
                 if baseline_policy is not None
                 else None
             )
+        if events is not None:
+            events.ppo_evaluation(history[-1].env_steps, float(np.mean(returns)))
+            events.write()
     return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
 
 
 def _ppo_log_line(
-    cli_mode: str, dataset: str, run: str, write_line: Callable[[dict[str, Any]], None], bar: Any
+    cli_mode: str,
+    dataset: str,
+    run: str,
+    write_line: Callable[[dict[str, Any]], None],
+    bar: Any,
+    events: StageEvents | None = None,
 ) -> Callable[[UpdateStats], None]:
-    """The per-update callback: one PPO log line (NaN and infinity as null), one bar tick."""
+    """The per-update callback: one PPO log line (NaN and infinity as null), one bar tick, and
+    with ``output.tensorboard`` one TensorBoard event."""
 
     def on_update(stats: UpdateStats) -> None:
         line = {
             k: finite_or_none(v) if isinstance(v, float) else v for k, v in stats.to_json().items()
         }
         write_line({"mode": cli_mode, "dataset": dataset, "run": run, **line})
+        if events is not None:
+            events.ppo_update(stats)
         if stats.mean_episode_return is not None:  # else keep the last one shown
             bar.set_postfix_str(f"return {stats.mean_episode_return:.0f}")
         bar.update()
 
     return on_update
+
+
+def _events(ctx: StageContext, stage: str) -> StageEvents | None:
+    """The stage's TensorBoard events with ``output.tensorboard``, written by rank 0 alone (the
+    one writer of a torchrun job); off, nothing is imported."""
+    if not ctx.config.output.tensorboard or not current().writer:
+        return None
+    from harness.training.tensorboard_events import StageEvents, event_file
+
+    return StageEvents(event_file(ctx.config.output.log_dir, stage))
 
 
 # --- the environment and checkpoints as the policy sees them ---------------------------------
