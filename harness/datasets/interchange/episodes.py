@@ -219,7 +219,7 @@ def _actions(actions: np.ndarray, spaces: Spaces, where: str) -> np.ndarray:
         if outside.any():
             first = int(np.flatnonzero(outside)[0])
             raise SourceError(
-                f"{where}: action {actions[first]} at step {first} is outside {spaces.env}'s "
+                f"{where}: action {actions[first]:g} at step {first} is outside {spaces.env}'s "
                 f"action space Discrete({n})"
             )
         return actions.astype(np.int64)
