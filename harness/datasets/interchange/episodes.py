@@ -208,7 +208,7 @@ def check_declared(episode: SourceEpisode, file: Path, spaces: Spaces) -> None:
 
 
 def _actions(actions: np.ndarray, spaces: Spaces, where: str) -> np.ndarray:
-    if np.issubdtype(actions.dtype, np.floating) and not np.isfinite(actions).all():
+    if not _finite(actions):
         raise SourceError(f"{where}: NaN or inf in actions")
     if spaces.discrete:
         actions = actions.reshape(len(actions))
@@ -239,6 +239,14 @@ def _flags(part: Part | None, steps: int) -> np.ndarray:
     return np.zeros(steps, bool) if part is None else _read(part).reshape(steps) != 0
 
 
+def _finite(array: np.ndarray) -> bool:
+    """No NaN and no inf, without a temporary as large as ``array`` (min and max propagate NaN
+    and reach any inf)."""
+    if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return True
+    return bool(np.isfinite(array.min()) and np.isfinite(array.max()))
+
+
 def read_episode(episode: SourceEpisode, file: Path, spaces: Spaces) -> Episode:
     """Read one checked episode (``check_declared``) and make it a capture ``Episode``."""
     steps = episode.steps
@@ -253,9 +261,9 @@ def read_episode(episode: SourceEpisode, file: Path, spaces: Spaces) -> Episode:
         raise SourceError(f"{file}: {episode.where}: {exc}") from None
     where = f"{file}: {episode.where}"
     obs = obs.reshape(steps, *spaces.obs_space.shape).astype(spaces.obs_space.dtype, copy=False)
-    if np.issubdtype(obs.dtype, np.floating) and not np.isfinite(obs).all():
+    if not _finite(obs):
         raise SourceError(f"{where}: NaN or inf in observations")
-    if not np.isfinite(rewards).all():
+    if not _finite(rewards):
         raise SourceError(f"{where}: NaN or inf in rewards")
     ends = terminated | truncated
     if ends[:-1].any():
