@@ -296,7 +296,7 @@ def test_non_regular_sources_and_outputs_are_refused(
     before = src.read_bytes()
     done = run("capture", "import", src, "--format", "d4rl", "--env", "CartPole-v1",
                    "-o", src, "--force")  # fmt: skip
-    assert done.returncode == 2 and "is the source file" in done.stderr
+    assert done.returncode == 2 and "is a source file" in done.stderr
     assert src.read_bytes() == before
     assert "--obs-keys is for robomimic" in refused(src, "d4rl", "--obs-keys", "a")
 

@@ -89,8 +89,11 @@ def cmd_capture_import(args: argparse.Namespace) -> int:
     keys = [k.strip() for k in args.obs_keys.split(",")] if args.obs_keys is not None else None
     source = open_source(args.format, args.source, keys)
     try:
-        if Target.of(out).is_(Path(os.path.realpath(source.file)), _inode(source.file)):
-            raise HarnessError(f"{out}: is the source file; give another output (nothing written)")
+        for read in (source.file, *source.also_read):
+            if Target.of(out).is_(Path(os.path.realpath(read)), _inode(read)):
+                raise HarnessError(
+                    f"{out}: is a source file; give another output (nothing written)"
+                )
         env = _import_env(args, source.env, args.source)
         done = import_source(source, out, env, wanted)  # type: ignore[arg-type]
     finally:

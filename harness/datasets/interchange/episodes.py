@@ -72,6 +72,8 @@ class Source:
     episodes: list[SourceEpisode]
     handle: Any = None
     notes: list[str] = field(default_factory=list)
+    also_read: tuple[Path, ...] = ()
+    """Other files the source was read from (Minari's metadata.json): no output either."""
 
     def close(self) -> None:
         if self.handle is not None:

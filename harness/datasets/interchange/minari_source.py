@@ -178,4 +178,4 @@ def open_minari(src: str | Path) -> Source:
     except BaseException:
         f.close()
         raise
-    return Source("minari", path, env, episodes, handle=f)
+    return Source("minari", path, env, episodes, handle=f, also_read=(folder / METADATA_FILE,))
