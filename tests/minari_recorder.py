@@ -20,8 +20,9 @@ INSTALL = "pip install -e '.[minari]'  (minari[create] and pillow; test-only, it
 def minari_module() -> Any:
     """``minari`` with its recorder, or a failure saying what to install."""
     try:
+        import jax.tree_util  # noqa: F401  (DataCollector imports it only at the first step)
         import minari
-        from minari import DataCollector  # noqa: F401  (needs JAX)
+        import PIL  # noqa: F401  (Minari's HDF5 back end imports it without declaring it)
     except ImportError as exc:
         pytest.fail(f"this test records with Minari's DataCollector: {INSTALL} ({exc})")
     return minari

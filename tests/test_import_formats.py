@@ -307,3 +307,49 @@ def test_episode_specs() -> None:
     for bad in ("", "a", "3-1", "1-", "-2", "0-99999999999"):
         with pytest.raises(HarnessError, match="--episodes"):
             parse_episodes(bad)
+
+
+def write_minari(folder: Path, episodes: list[Episode], obs_space: str | None = None) -> Path:
+    """A Minari dataset folder of ``episodes`` in the layout ``DataCollector`` writes (see
+    ``test_import_minari.py`` for ones Minari itself records), without Minari."""
+    data = folder / "data"
+    data.mkdir(parents=True)
+    box = {"type": "Box", "dtype": "float32", "shape": [4], "low": [-4.8, float("-inf")] * 2,
+           "high": [4.8, float("inf")] * 2}  # fmt: skip
+    metadata = {
+        "data_format": "hdf5",
+        "observation_space": obs_space or json.dumps(box),
+        "action_space": json.dumps({"type": "Discrete", "dtype": "int64", "start": 0, "n": 2}),
+        "env_spec": json.dumps({"id": "CartPole-v1", "kwargs": {}, "max_episode_steps": 500}),
+        "total_episodes": len(episodes),
+        "minari_version": "0.5.4",
+    }
+    (data / "metadata.json").write_text(json.dumps(metadata))
+    with h5py.File(data / "main_data.hdf5", "w") as f:
+        for k, e in enumerate(episodes):
+            group = f.create_group(f"episode_{k}")
+            group.attrs.update({"id": k, "total_steps": len(e), "seed": 90 + k})
+            group["observations"] = np.concatenate([e.obs, e.obs[-1:] + 1])
+            group["actions"] = e.actions
+            group["rewards"] = e.rewards.astype(np.float64)
+            group["terminations"], group["truncations"] = e.terminated, e.truncated
+            group.create_group("infos")
+    return folder
+
+
+def test_minari_layout_imports_without_minari(
+    tmp_path: Path, episodes: list[Episode], run: Any, refused: Any
+) -> None:
+    src = write_minari(tmp_path / "team" / "cartpole-v0", episodes)
+    done = run("capture", "import", src, "--format", "minari", "--episodes", "1-2",
+               "-o", tmp_path / "m.h5")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta, got = read_capture(tmp_path / "m.h5")
+    assert (meta.env_id, meta.seed, meta.demonstrator) == ("CartPole-v1", 91, "imported:minari")
+    assert_same_arrays(got, episodes[1:3])
+    dict_space = json.dumps({"type": "Dict", "subspaces": {}})
+    other = write_minari(tmp_path / "dict-v0", episodes[:1], obs_space=dict_space)
+    line = refused(other, "minari")
+    assert "observation_space is a Dict space; only Box can be imported" in line
+    line = refused(src, "minari", "-o", str(src / "data" / "metadata.json"), "--force")
+    assert "is a source file" in line
