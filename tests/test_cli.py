@@ -292,6 +292,8 @@ def test_every_group_registers_its_commands() -> None:
     assert _commands() == [
         ("capture", "record"),
         ("capture", "inspect"),
+        ("capture", "import"),
+        ("capture", "export"),
         *[
             ("dataset", c)
             for c in ("create", "add", "review", "list", "sheet", "verify", "export", "inspect")

@@ -102,28 +102,38 @@ def write_capture(
         steps=sum(len(e) for e in episodes),
     )
     with atomic_path(path, suffix=".h5.tmp") as tmp, h5py.File(tmp, "w", libver="earliest") as f:
-        f.attrs["env_id"] = meta.env_id
-        if (
-            meta.env_kwargs
-        ):  # absent when empty: captures recorded without arguments keep their bytes
-            f.attrs["env_kwargs"] = meta.env_spec().kwargs_text
-        f.attrs["demonstrator"] = meta.demonstrator
-        f.attrs["demonstrator_params"] = json.dumps(meta.demonstrator_params, sort_keys=True)
-        f.attrs["seed"] = np.int64(meta.seed)
-        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
-        f.attrs["episodes"] = np.int64(meta.episodes)
-        f.attrs["steps"] = np.int64(meta.steps)
-        data = f.create_group("data")
+        data = write_attrs(f, meta)
         for k, episode in enumerate(episodes):
-            group = data.create_group(f"demo_{k}")
-            for key in EPISODE_KEYS:
-                array = np.ascontiguousarray(getattr(episode, key))
-                # Chunked + gzip keeps the committed datasets small; no timestamps for determinism.
-                options: dict[str, Any] = {"track_times": False}
-                if array.size >= 64:
-                    options.update(compression="gzip", compression_opts=4, shuffle=True)
-                group.create_dataset(key, data=array, **options)
+            write_episode(data, k, episode)
     return meta
+
+
+def write_attrs(f: Any, meta: CaptureMeta) -> Any:
+    """Write a capture's file attributes into the new file ``f`` (opened with
+    ``libver="earliest"``) and return its ``data`` group; episodes go in with ``write_episode``.
+    Also used by the streaming writer of ``harness.datasets.interchange``."""
+    f.attrs["env_id"] = meta.env_id
+    if meta.env_kwargs:  # absent when empty: captures recorded without arguments keep their bytes
+        f.attrs["env_kwargs"] = meta.env_spec().kwargs_text
+    f.attrs["demonstrator"] = meta.demonstrator
+    f.attrs["demonstrator_params"] = json.dumps(meta.demonstrator_params, sort_keys=True)
+    f.attrs["seed"] = np.int64(meta.seed)
+    f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+    f.attrs["episodes"] = np.int64(meta.episodes)
+    f.attrs["steps"] = np.int64(meta.steps)
+    return f.create_group("data")
+
+
+def write_episode(data: Any, k: int, episode: Episode) -> None:
+    """Write ``episode`` as ``data/demo_<k>``, with the capture's fixed dataset settings."""
+    group = data.create_group(f"demo_{k}")
+    for key in EPISODE_KEYS:
+        array = np.ascontiguousarray(getattr(episode, key))
+        # Chunked + gzip keeps the committed datasets small; no timestamps for determinism.
+        options: dict[str, Any] = {"track_times": False}
+        if array.size >= 64:
+            options.update(compression="gzip", compression_opts=4, shuffle=True)
+        group.create_dataset(key, data=array, **options)
 
 
 def _attr(f: Any, key: str, path: Path) -> Any:
