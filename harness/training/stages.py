@@ -37,12 +37,13 @@ from harness.training.checkpoints import Checkpoint, CheckpointStore
 from harness.training.finishing import Finishing, StageContext, finish
 from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
 from harness.training.ppo import (
-    EVAL_SEED_OFFSET,
     ActorCritic,
     BCTerm,
     UpdateStats,
+    eval_seed,
     evaluate,
     regression_gate,
+    standard_error,
 )
 from harness.training.ppo import train as train_ppo
 from harness.training.results import BCResult, PPOResult
@@ -222,7 +223,10 @@ def ppo_stage(
     spec = env_policy(cfg)[0]
     store = CheckpointStore(cfg.output.checkpoint_dir)
     baseline_policy = _checkpoint_policy(baseline, spec) if baseline else None
-    bc = None if demos is None else BCTerm(*demos, cfg.anneal.bc_coef_start, cfg.anneal.schedule)
+    a = cfg.anneal
+    bc = None
+    if demos is not None:
+        bc = BCTerm(*demos, a.bc_coef_start, a.schedule, a.granularity, a.length, a.critic_warmup)
     run = _run_ppo(ctx, manifest, cli_mode, spec, init, baseline_policy, bc, ppo_log)
 
     metrics = _ppo_metrics(cfg, run, bc, baseline)
@@ -302,6 +306,7 @@ def _ppo_metrics(
         "schedule": bc.schedule if bc else None,
         "final_training_return": last.mean_episode_return,
         "mean_return": float(np.mean(run.returns)),
+        "eval_stderr": standard_error(run.returns),
         "eval_returns": run.returns,
         "eval_episodes": cfg.anneal.eval_episodes,
         "eval_seed": run.eval_seed,
@@ -309,6 +314,7 @@ def _ppo_metrics(
         "baseline_mean_return": (
             float(np.mean(run.baseline_returns)) if run.baseline_returns else None
         ),
+        "baseline_stderr": standard_error(run.baseline_returns or []),
         "baseline_returns": run.baseline_returns,
         "regression_tolerance": cfg.anneal.regression_tolerance,
     }
@@ -344,15 +350,15 @@ def _run_ppo(
         finally:
             envs.close()
         train_seconds = time.perf_counter() - train_started
-        eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        first_episode = eval_seed(cfg.seed)
         episodes = cfg.anneal.eval_episodes
-        returns = evaluate(actor, cfg.env.spec(), episodes, eval_seed)
+        returns = evaluate(actor, cfg.env.spec(), episodes, first_episode)
         baseline_returns = (
-            evaluate(baseline_policy, cfg.env.spec(), episodes, eval_seed)
+            evaluate(baseline_policy, cfg.env.spec(), episodes, first_episode)
             if baseline_policy is not None
             else None
         )
-    return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
+    return PPORun(actor, model, history, train_seconds, first_episode, returns, baseline_returns)
 
 
 def _ppo_log_line(
