@@ -239,6 +239,26 @@ def aggregate(runs: dict[tuple[str, str, int], dict[str, Any]], steps: int) -> d
     return out
 
 
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``--json`` outputs of one budget as one: their runs, aggregated again."""
+    steps = {report["steps"] for report in reports}
+    if len(steps) != 1:
+        raise SystemExit(f"--results: the files have different budgets ({sorted(steps)})")
+    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for report in reports:
+        for key, run in report["runs"].items():
+            regime, arm, seed = key.split("/")
+            runs[regime, arm, int(seed)] = run
+    # scratch sees no demonstrations: one run per seed serves every regime.
+    scratch = {seed: run for (_, arm, seed), run in runs.items() if arm == "scratch"}
+    regimes = {regime for regime, _, _ in runs}
+    runs.update({(r, "scratch", seed): run for r in regimes for seed, run in scratch.items()})
+    merged = {**reports[0], "seeds": sorted({seed for _, _, seed in runs})}
+    merged["results"] = aggregate(runs, steps.pop())
+    merged["runs"] = {f"{r}/{a}/{s}": run for (r, a, s), run in sorted(runs.items())}
+    return merged
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     for regime, arms in results.items():
@@ -301,7 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes at a time")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--figures", type=Path, help="write bc_anneal_<regime>.svg here")
-    parser.add_argument("--results", type=Path, help="use this --json output instead of running")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        help="use these --json outputs (merged) instead of running",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -315,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or args.steps < 1 or args.jobs < 1:
         parser.error(f"unknown or bad value(s): {', '.join(bad) or 'steps/jobs'}")
     if args.results:
-        report = json.loads(args.results.read_text())
+        report = merge([json.loads(path.read_text()) for path in args.results])
     else:
         worker_argv = _worker_argv(args)
         # scratch sees no demonstrations: one run per seed serves every regime.
