@@ -48,7 +48,9 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +119,8 @@ def worker(regime: str, arm: str, seed: int, args: argparse.Namespace) -> dict[s
     from harness.config import load_config
     from harness.training.bc import split_by_episode
     from harness.training.bc import train as train_bc
-    from harness.training.policy import MLPPolicy, load_policy, policy_bytes
-    from harness.training.ppo import ActorCritic, BCTerm, eval_seed, evaluate, train
-    from harness.training.rollout import make_envs
+    from harness.training.policy import MLPPolicy
+    from harness.training.ppo import eval_seed, evaluate
     from harness.training.seeding import deterministic
     from harness.training.stages import env_policy
 
@@ -133,46 +134,59 @@ def worker(regime: str, arm: str, seed: int, args: argparse.Namespace) -> dict[s
     with deterministic(seed) as generator:
         bc_policy = MLPPolicy(spec)
         train_bc(bc_policy, *demos.frames(train_eps), cfg.bc, generator)
-    env, first = cfg.env.spec(), eval_seed(seed)
 
     def score(policy: Any, episodes: int) -> list[float]:
-        return evaluate(policy, env, episodes, first)
+        return evaluate(policy, cfg.env.spec(), episodes, eval_seed(seed))
 
-    per_update = cfg.ppo.num_envs * cfg.ppo.num_steps
-    epochs = max(1, args.steps // per_update)
-    curve: list[tuple[int, float]] = [(0, float(np.mean(score(bc_policy, args.curve_episodes))))]
     if arm == "bc":
+        curve = [(0, float(np.mean(score(bc_policy, args.curve_episodes))))]
         final = score(bc_policy, args.final_episodes)
         return _result(curve, final, [], {"demo_frames": len(demos.frames(train_eps)[0])})
-    if arm == "scratch":
-        curve = []
+    frames = None if arm == "scratch" else demos.frames(range(len(demos.refs)))
+    return _ppo_arm(cfg, f"{regime} {arm} seed {seed}", bc_policy, frames, score, args)
+
+
+def _ppo_arm(
+    cfg: Any,
+    label: str,
+    bc_policy: Any,
+    frames: tuple[Any, Any] | None,
+    score: Callable[[Any, int], list[float]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """PPO as the PPO stage runs it: from ``bc_policy``'s weights with the BC term on
+    ``frames``, or (``frames`` None) from a fresh policy without it; evaluated as it trains."""
+    import numpy as np
+
+    from harness.training.policy import MLPPolicy, load_policy, policy_bytes
+    from harness.training.ppo import ActorCritic, BCTerm, train
+    from harness.training.rollout import make_envs
+    from harness.training.seeding import deterministic
+
+    epochs = max(1, args.steps // (cfg.ppo.num_envs * cfg.ppo.num_steps))
+    curve: list[tuple[int, float]] = []
+    if frames is not None:
+        curve.append((0, float(np.mean(score(bc_policy, args.curve_episodes)))))
     updates: list[dict[str, Any]] = []
-    cfg_ppo = cfg.ppo.__class__(**{**vars(cfg.ppo), "epochs": epochs})
-    with deterministic(seed) as generator:
-        actor = MLPPolicy(spec) if arm == "scratch" else load_policy(spec, policy_bytes(bc_policy))
+    with deterministic(cfg.seed) as generator:
+        spec = bc_policy.spec
+        actor = MLPPolicy(spec) if frames is None else load_policy(spec, policy_bytes(bc_policy))
         model = ActorCritic(actor, cfg.ppo.hidden_sizes)
-        a = cfg.anneal
-        bc = None
-        if arm != "scratch":
-            frames = demos.frames(range(len(demos.refs)))
-            bc = BCTerm(
-                *frames, a.bc_coef_start, a.schedule, a.granularity, a.length, a.critic_warmup
-            )
+        bc = None if frames is None else BCTerm.from_config(*frames, cfg.anneal)
 
         def on_update(stats: Any) -> None:
             updates.append(stats.to_json())
             if stats.update % args.eval_every == 0 or stats.update == epochs:
                 curve.append((stats.env_steps, float(np.mean(score(actor, args.curve_episodes)))))
                 print(
-                    f"  {regime} {arm} seed {seed}: {stats.env_steps} steps, "
-                    f"eval {curve[-1][1]:.1f}",
+                    f"  {label}: {stats.env_steps} steps, eval {curve[-1][1]:.1f}",
                     file=sys.stderr,
                     flush=True,
                 )
 
-        envs = make_envs(env, cfg.ppo.num_envs)
+        envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs)
         try:
-            train(model, envs, cfg_ppo, seed, generator, bc, on_update)
+            train(model, envs, replace(cfg.ppo, epochs=epochs), cfg.seed, generator, bc, on_update)
         finally:
             envs.close()
     return _result(curve, score(actor, args.final_episodes), updates, {})
@@ -271,6 +285,26 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The docs' tables: per regime, each arm's final return over seeds and per seed."""
+    lines = []
+    for regime, arms in results.items():
+        lines += [
+            f"**{regime}**",
+            "",
+            "| arm | mean over seeds (sd) | per seed: mean ± s.e. |",
+            "| --- | --- | --- |",
+        ]
+        for arm, e in arms.items():
+            per_seed = ", ".join(
+                f"{s}: {m:.1f} ± {se:.1f}"
+                for s, m, se in zip(e["seeds"], e["final"], e["final_stderr"], strict=True)
+            )
+            lines.append(f"| {arm} | {e['mean']:.1f} ({e['spread']:.1f}) | {per_seed} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def figures(results: dict[str, Any], folder: Path, steps: int) -> list[Path]:
     """One SVG per regime: mean and min-max over seeds of eval return against env steps."""
     import numpy as np
@@ -320,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scarce-episodes", type=int, default=SCARCE_EPISODES)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes at a time")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--markdown", action="store_true", help="the docs' tables on stdout")
     parser.add_argument("--figures", type=Path, help="write bc_anneal_<regime>.svg here")
     parser.add_argument(
         "--results",
@@ -342,30 +377,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.results:
         report = merge([json.loads(path.read_text()) for path in args.results])
     else:
-        worker_argv = _worker_argv(args)
-        # scratch sees no demonstrations: one run per seed serves every regime.
-        jobs = [(r, a, s) for r in regimes for a in arms for s in seeds if a != "scratch"]
-        shared = [(regimes[0], "scratch", s) for s in seeds if "scratch" in arms]
-        with ThreadPoolExecutor(args.jobs) as pool:
-            done = list(pool.map(lambda job: run_one(*job, worker_argv), shared + jobs))
-        runs = dict(zip(shared + jobs, done, strict=True))
-        for _, _, seed in shared:
-            runs.update({(r, "scratch", seed): runs[regimes[0], "scratch", seed] for r in regimes})
-        report = {
-            "steps": args.steps,
-            "set": args.set,
-            "seeds": seeds,
-            "scarce_episodes": args.scarce_episodes,
-            "final_episodes": args.final_episodes,
-            "curve_episodes": args.curve_episodes,
-            "results": aggregate(runs, args.steps),
-            "runs": {f"{r}/{a}/{s}": run for (r, a, s), run in runs.items()},
-        }
+        report = study(args, regimes, arms, seeds)
     if args.figures:
         for path in figures(report["results"], args.figures, report["steps"]):
             print(f"wrote {path}", file=sys.stderr)
-    print(json.dumps(report) if args.json else table(report["results"]))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print((markdown if args.markdown else table)(report["results"]))
     return 0
+
+
+def study(
+    args: argparse.Namespace, regimes: list[str], arms: list[str], seeds: list[int]
+) -> dict[str, Any]:
+    """Every (regime, arm, seed) in worker subprocesses, ``args.jobs`` at a time; the report."""
+    worker_argv = _worker_argv(args)
+    # scratch sees no demonstrations: one run per seed serves every regime.
+    jobs = [(r, a, s) for r in regimes for a in arms for s in seeds if a != "scratch"]
+    shared = [(regimes[0], "scratch", s) for s in seeds if "scratch" in arms]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(lambda job: run_one(*job, worker_argv), shared + jobs))
+    runs = dict(zip(shared + jobs, done, strict=True))
+    for _, _, seed in shared:
+        runs.update({(r, "scratch", seed): runs[regimes[0], "scratch", seed] for r in regimes})
+    report = {
+        "steps": args.steps,
+        "set": args.set,
+        "seeds": seeds,
+        "scarce_episodes": args.scarce_episodes,
+        "final_episodes": args.final_episodes,
+        "curve_episodes": args.curve_episodes,
+        "results": aggregate(runs, args.steps),
+        "runs": {f"{r}/{a}/{s}": run for (r, a, s), run in runs.items()},
+    }
+    return report
 
 
 def _worker_argv(args: argparse.Namespace) -> list[str]:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import PPOConfig
+from harness.config import AnnealConfig, PPOConfig
 from harness.envs import EnvSpec
 from harness.training.bc import bc_loss
 from harness.training.optim import Adam, clip_grad_norm
@@ -213,6 +213,14 @@ class BCTerm:
     """The fraction of the policy updates over which c reaches 0 (``anneal.length``)."""
     critic_warmup: int = 0
     """Updates at the start that fit only the critic (``anneal.critic_warmup``)."""
+
+    @classmethod
+    def from_config(cls, obs: np.ndarray, actions: np.ndarray, anneal: AnnealConfig) -> BCTerm:
+        """The BC term on these frames, annealed as the config's ``anneal`` section says."""
+        a = anneal
+        return cls(
+            obs, actions, a.bc_coef_start, a.schedule, a.granularity, a.length, a.critic_warmup
+        )
 
     def coefficients(self, updates: int) -> list[Callable[[float], float]]:
         """For each of ``updates`` policy updates, c as a function of the position in it

@@ -223,10 +223,7 @@ def ppo_stage(
     spec = env_policy(cfg)[0]
     store = CheckpointStore(cfg.output.checkpoint_dir)
     baseline_policy = _checkpoint_policy(baseline, spec) if baseline else None
-    a = cfg.anneal
-    bc = None
-    if demos is not None:
-        bc = BCTerm(*demos, a.bc_coef_start, a.schedule, a.granularity, a.length, a.critic_warmup)
+    bc = None if demos is None else BCTerm.from_config(*demos, cfg.anneal)
     run = _run_ppo(ctx, manifest, cli_mode, spec, init, baseline_policy, bc, ppo_log)
 
     metrics = _ppo_metrics(cfg, run, bc, baseline)
