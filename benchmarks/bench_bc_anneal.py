@@ -99,6 +99,28 @@ def scarce_demonstrations(episodes: int) -> tuple[list[Any], list[Any], list[flo
     return obs_eps, act_eps, returns
 
 
+def heuristic_returns(seed: int, episodes: int) -> list[float]:
+    """The noise-free scripted lander's returns on a training seed's evaluation episodes."""
+    import gymnasium as gym
+    from gymnasium.envs.box2d.lunar_lander import heuristic
+
+    from harness.training.ppo import eval_seed
+
+    env = gym.make("LunarLander-v3")
+    returns = []
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=eval_seed(seed) + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, term, trunc, _ = env.step(heuristic(env.unwrapped, obs))
+                total, done = total + float(reward), term or trunc
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
+
+
 def demonstrations(cfg: Any, regime: str, spec: Any, scarce: int) -> Any:
     """The regime's demonstrations as ``harness.training.bc.Demonstrations``."""
     from harness.training.bc import Demonstrations, EpisodeRef, load_demonstrations
@@ -273,8 +295,8 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = []
+def table(results: dict[str, Any], heuristic: dict[str, float]) -> str:
+    lines = [f"noise-free scripted lander on the final evaluation episodes: {heuristic}"]
     for regime, arms in results.items():
         lines.append(f"{regime}: final greedy return (per seed: mean ± s.e.)")
         for arm, e in arms.items():
@@ -285,9 +307,10 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any], heuristic: dict[str, float]) -> str:
     """The docs' tables: per regime, each arm's final return over seeds and per seed."""
-    lines = []
+    per_seed = ", ".join(f"{seed}: {mean:.1f}" for seed, mean in heuristic.items())
+    lines = [f"Noise-free scripted lander on the same episodes: {per_seed}.", ""]
     for regime, arms in results.items():
         lines += [
             f"**{regime}**",
@@ -378,13 +401,17 @@ def main(argv: list[str] | None = None) -> int:
         report = merge([json.loads(path.read_text()) for path in args.results])
     else:
         report = study(args, regimes, arms, seeds)
+    report["heuristic"] = {
+        str(seed): round(statistics.fmean(heuristic_returns(seed, report["final_episodes"])), 2)
+        for seed in report["seeds"]
+    }
     if args.figures:
         for path in figures(report["results"], args.figures, report["steps"]):
             print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
     else:
-        print((markdown if args.markdown else table)(report["results"]))
+        print((markdown if args.markdown else table)(report["results"], report["heuristic"]))
     return 0
 
 
