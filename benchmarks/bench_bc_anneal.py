@@ -63,6 +63,7 @@ SCARCE_EPISODES = 6
 # environments' seeds (seed + i): the demonstrations are episodes no run is scored on.
 SCARCE_DEMO_SEED = 1_000
 SOLVED = 200.0
+Y_RANGE = (-300.0, 320.0)
 LABELS = {
     "bc": "bc: BC alone",
     "mixed": "mixed: BC start, BC term annealed",
@@ -345,6 +346,7 @@ def figures(results: dict[str, Any], folder: Path, steps: int) -> list[Path]:
             ax.plot(xs, ys.mean(0), label=f"{LABELS[arm]} ({n} seeds)")
             ax.fill_between(xs, ys.min(0), ys.max(0), alpha=0.2)
         ax.axhline(SOLVED, color="grey", linestyle="--", linewidth=1, label="200: solved")
+        ax.set_ylim(*Y_RANGE)  # scratch's first evaluations (down to -1,400) would flatten the rest
         ax.set_xlabel("environment steps")
         ax.set_ylabel("greedy eval return (mean over seeds; band: min-max)")
         ax.set_title(f"LunarLander-v3, {regime} demonstrations, {steps:,} env steps")
