@@ -6,7 +6,7 @@ What it measures
     env-step budget, in two demonstration regimes:
 
     * regimes: ``rich``, the accepted captures of ``lander_v1`` (Gymnasium's scripted lander with
-      10% slips, about 40k steps); ``scarce``, ``SCARCE_EPISODES`` episodes of the noise-free
+      10% slips: 36 episodes, about 10,500 steps); ``scarce``, ``SCARCE_EPISODES`` episodes of the noise-free
       scripted lander (``gymnasium.envs.box2d.lunar_lander.heuristic``), reset with seeds
       ``SCARCE_DEMO_SEED + k``;
     * arms: ``bc``, the BC policy alone; ``mixed``, PPO from the BC weights with the BC term
@@ -25,14 +25,16 @@ What it measures
     (``harness.training.ppo.eval_seed``), so seeds are independent. The curve evaluates the
     greedy policy every ``--eval-every`` updates on the block's first ``--curve-episodes``
     episodes; the final evaluation uses its first ``--final-episodes`` (with their standard
-    error). Options were chosen on other training seeds (``--seeds 100,101,102``) than the ones
-    documented (0, 1, 2), and so on other evaluation episodes.
+    error). The recipe's options were chosen on other training seeds (100, and 101 for the
+    number of scarce episodes) than the ones documented (0, 1, 2), so on other evaluation
+    episodes.
 
 How to run
     . .venv/bin/activate
-    python benchmarks/bench_bc_anneal.py --json > results.json     # both regimes, ~1 h on 2 cores
+    python benchmarks/bench_bc_anneal.py --json --jobs 2 > results.json   # both regimes:
+        # 15 PPO runs of 4-5 minutes each on a quiet 2-core machine (about 40 minutes)
     python benchmarks/bench_bc_anneal.py --regime scarce --arms bc,mixed --seeds 100 --jobs 2
-    python benchmarks/bench_bc_anneal.py --figures docs/figures --results results.json
+    python benchmarks/bench_bc_anneal.py --results results.json --figures docs/figures --markdown
     python benchmarks/bench_bc_anneal.py --steps 4096 --seeds 0 --final-episodes 3 \\
         --curve-episodes 2 --set ppo.num_envs=2 --set ppo.num_steps=1024   # smoke run
 
