@@ -34,13 +34,13 @@ How to run
     python benchmarks/bench_bc_anneal.py --json --jobs 2 > results.json   # both regimes:
         # 15 PPO runs of 4-5 minutes each on a quiet 2-core machine (about 40 minutes)
     python benchmarks/bench_bc_anneal.py --regime scarce --arms bc,mixed --seeds 100 --jobs 2
-    python benchmarks/bench_bc_anneal.py --results results.json --figures docs/figures --markdown
+    python benchmarks/bench_bc_anneal.py --results results.json --figures docs/figures
     python benchmarks/bench_bc_anneal.py --steps 4096 --seeds 0 --final-episodes 3 \\
         --curve-episodes 2 --set ppo.num_envs=2 --set ppo.num_steps=1024   # smoke run
 
 Each (regime, arm, seed) runs in its own subprocess (this script with a hidden ``--worker``
-flag), ``--jobs`` at a time; progress goes to stderr, the tables (or ``--json``: one JSON object)
-to stdout. Runs are seeded: the figures do not depend on ``--jobs`` or on the machine's load.
+flag), ``--jobs`` at a time; progress goes to stderr, the docs' tables (Markdown; or ``--json``:
+one JSON object) to stdout. Runs are seeded: the figures do not depend on ``--jobs`` or on the machine's load.
 """
 
 from __future__ import annotations
@@ -298,18 +298,6 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def table(results: dict[str, Any], heuristic: dict[str, float]) -> str:
-    lines = [f"noise-free scripted lander on the final evaluation episodes: {heuristic}"]
-    for regime, arms in results.items():
-        lines.append(f"{regime}: final greedy return (per seed: mean ± s.e.)")
-        for arm, e in arms.items():
-            per_seed = ", ".join(
-                f"{m:.1f}±{s:.1f}" for m, s in zip(e["final"], e["final_stderr"], strict=True)
-            )
-            lines.append(f"  {arm:9s} {e['mean']:7.1f} (sd {e['spread']:.1f})  [{per_seed}]")
-    return "\n".join(lines)
-
-
 def markdown(results: dict[str, Any], heuristic: dict[str, float]) -> str:
     """The docs' tables: per regime, each arm's final return over seeds and per seed."""
     per_seed = ", ".join(f"{seed}: {mean:.1f}" for seed, mean in heuristic.items())
@@ -381,7 +369,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scarce-episodes", type=int, default=SCARCE_EPISODES)
     parser.add_argument("--jobs", type=int, default=1, help="worker processes at a time")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    parser.add_argument("--markdown", action="store_true", help="the docs' tables on stdout")
     parser.add_argument("--figures", type=Path, help="write bc_anneal_<regime>.svg here")
     parser.add_argument(
         "--results",
@@ -415,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print((markdown if args.markdown else table)(report["results"], report["heuristic"]))
+        print(markdown(report["results"], report["heuristic"]))
     return 0
 
 

@@ -6,7 +6,9 @@ Why it is written here rather than taken from a library: mixed mode optimises
            + c_t * BC loss (``bc.bc_loss``: cross-entropy of the demonstrators' actions, or for
              Box actions the squared error of the mean scaled by each dimension's half-range)
 
-with c_t annealed from ``anneal.bc_coef_start`` to 0 over the PPO epochs, in the spirit of
+with c_t annealed from ``anneal.bc_coef_start`` to 0 over the PPO updates (by default at every
+minibatch step, ``BCTerm.coefficients``; over the first ``anneal.length`` of them), after
+``anneal.critic_warmup`` updates that fit only the critic, in the spirit of
 demo-augmented policy gradients (Rajeswaran et al., 2018). Library PPOs (Stable-Baselines3,
 CleanRL's scripts) have no hook for an extra term inside their update, and wrapping one would
 mean re-implementing its ``train()`` anyway. Written out, the algorithm fits on two pages: the
