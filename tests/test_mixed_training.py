@@ -64,7 +64,8 @@ def test_mixed_promotes_the_fine_tuned_policy_and_logs_both_stages(tmp_path: Pat
 
     lines = read_ppo_log(ppo_log)
     assert [line["update"] for line in lines] == [1, 2]
-    assert [line["bc_coef"] for line in lines] == [1.0, 0.0]
+    # anneal.granularity minibatch: the weight falls within each update, 1 -> 0.5 -> 0.
+    assert [(line["bc_coef"], line["bc_coef_end"]) for line in lines] == [(1.0, 0.5), (0.5, 0.0)]
     assert all(line["loss_bc"] is not None and line["mode"] == "mixed" for line in lines)
     assert lines[-1]["loss_total"] == record["loss_total"]
     assert lines[-1]["env_steps"] == record["env_steps"]

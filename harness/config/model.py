@@ -108,6 +108,12 @@ class AnnealConfig:
     """weight of the BC loss at the first PPO update; annealed to 0 by the last"""
     schedule: Literal["linear", "exponential"]
     """shape of the annealing: linear or exponential"""
+    granularity: Literal["minibatch", "update"]
+    """how often the BC weight moves: every minibatch step, or once per update"""
+    length: float
+    """fraction of the policy updates over which the BC weight reaches 0"""
+    critic_warmup: int
+    """updates at the start of mixed mode that fit only the value network (in ppo.epochs)"""
     regression_tolerance: float
     """mean-return units the fine-tuned policy may lose against BC (negative forces a failure)"""
     eval_episodes: int

@@ -6,7 +6,9 @@ Why it is written here rather than taken from a library: mixed mode optimises
            + c_t * BC loss (``bc.bc_loss``: cross-entropy of the demonstrators' actions, or for
              Box actions the squared error of the mean scaled by each dimension's half-range)
 
-with c_t annealed from ``anneal.bc_coef_start`` to 0 over the PPO epochs, in the spirit of
+with c_t annealed from ``anneal.bc_coef_start`` to 0 over the PPO updates (by default at every
+minibatch step, ``BCTerm.coefficients``; over the first ``anneal.length`` of them), after
+``anneal.critic_warmup`` updates that fit only the critic, in the spirit of
 demo-augmented policy gradients (Rajeswaran et al., 2018). Library PPOs (Stable-Baselines3,
 CleanRL's scripts) have no hook for an extra term inside their update, and wrapping one would
 mean re-implementing its ``train()`` anyway. Written out, the algorithm fits on two pages: the
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import PPOConfig
+from harness.config import AnnealConfig, PPOConfig
 from harness.envs import EnvSpec
 from harness.training.bc import bc_loss
 from harness.training.distributed import current, reduce_gradients
@@ -59,13 +61,41 @@ EXPONENTIAL_RATE = 5.0
 # Evaluation episodes are seeded apart from the training environments so that the regression
 # gate never scores a policy on the episodes it was trained on.
 EVAL_SEED_OFFSET = 10_000
+# Each training seed gets its own block of evaluation episodes (``eval_seed``): runs with
+# different seeds are scored on different episodes, so their figures are independent. A block
+# holds more episodes than an evaluation may have (anneal.eval_episodes is at most 1000).
+EVAL_SEED_STRIDE = 10_000
 
 
-def bc_schedule(start: float, schedule: str, epochs: int) -> list[float]:
-    """The BC coefficient c_t of each PPO epoch: ``start`` at the first, 0 at the last.
+def eval_seed(seed: int) -> int:
+    """The first evaluation episode's seed for a run with training seed ``seed``: episodes
+    ``eval_seed(seed) + i`` belong to that run alone (and to no training environment, which
+    are reset with ``seed + i``, i below ``ppo.num_envs``)."""
+    return EVAL_SEED_OFFSET + seed * EVAL_SEED_STRIDE
 
-    linear: c_t = start * (1 - t / (T - 1)).
-    exponential: c_t = start * (exp(-k t / (T - 1)) - exp(-k)) / (1 - exp(-k)), k = 5.
+
+def bc_coef_at(start: float, schedule: str, progress: float, length: float = 1.0) -> float:
+    """The BC coefficient at ``progress`` (0 at the first policy update, 1 at the last step).
+
+    The anneal takes the first ``length`` of the run and is 0 after it.
+    linear: c = start * (1 - x); exponential: c = start * (exp(-k x) - exp(-k)) / (1 - exp(-k)),
+    k = 5; with x = progress / length.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{schedule}' (known: {', '.join(SCHEDULES)})")
+    x = progress / length
+    if x >= 1.0:
+        return 0.0  # exactly zero, not a rounding residue: the end of the run is plain PPO
+    if schedule == "linear":
+        return float(start) * (1.0 - x)
+    floor = math.exp(-EXPONENTIAL_RATE)
+    return float(start) * (math.exp(-EXPONENTIAL_RATE * x) - floor) / (1.0 - floor)
+
+
+def bc_schedule(start: float, schedule: str, epochs: int, length: float = 1.0) -> list[float]:
+    """The BC coefficient c_t of each PPO epoch: ``start`` at the first, 0 at the last
+    (``anneal.granularity: update``; ``bc_coef_at`` at progress t / (T - 1)).
+
     A one-epoch run keeps ``start``: there is no later epoch to anneal towards.
     """
     if schedule not in SCHEDULES:
@@ -74,17 +104,7 @@ def bc_schedule(start: float, schedule: str, epochs: int) -> list[float]:
         raise ValueError(f"epochs must be at least 1, not {epochs}")
     if epochs == 1:
         return [float(start)]
-    coefs = []
-    for t in range(epochs):
-        x = t / (epochs - 1)
-        if schedule == "linear":
-            shape = 1.0 - x
-        else:
-            floor = math.exp(-EXPONENTIAL_RATE)
-            shape = (math.exp(-EXPONENTIAL_RATE * x) - floor) / (1.0 - floor)
-        coefs.append(float(start) * shape)
-    coefs[-1] = 0.0  # exactly zero, not a rounding residue: the last update is plain PPO
-    return coefs
+    return [bc_coef_at(start, schedule, t / (epochs - 1), length) for t in range(epochs)]
 
 
 class ActorCritic(nn.Module):
@@ -163,6 +183,11 @@ class UpdateStats:
 
     update: int
     bc_coef: float
+    """c at the update's first minibatch"""
+    bc_coef_end: float
+    """c at its last minibatch (the same as ``bc_coef`` with ``anneal.granularity: update``)"""
+    critic_only: bool
+    """a critic warm-up update: only the value network moved"""
     loss_total: float
     loss_policy: float
     loss_value: float
@@ -191,6 +216,32 @@ class BCTerm:
     """c_0, the weight at the first update (``anneal.bc_coef_start``)."""
     schedule: str
     """The shape of the anneal to 0 (``anneal.schedule``)."""
+    granularity: str = "minibatch"
+    """How often c moves: every minibatch step, or once per update (``anneal.granularity``)."""
+    length: float = 1.0
+    """The fraction of the policy updates over which c reaches 0 (``anneal.length``)."""
+    critic_warmup: int = 0
+    """Updates at the start that fit only the critic (``anneal.critic_warmup``)."""
+
+    @classmethod
+    def from_config(cls, obs: np.ndarray, actions: np.ndarray, anneal: AnnealConfig) -> BCTerm:
+        """The BC term on these frames, annealed as the config's ``anneal`` section says."""
+        a = anneal
+        return cls(
+            obs, actions, a.bc_coef_start, a.schedule, a.granularity, a.length, a.critic_warmup
+        )
+
+    def coefficients(self, updates: int) -> list[Callable[[float], float]]:
+        """For each of ``updates`` policy updates, c as a function of the position in it
+        (0 at its first minibatch step, 1 at its last)."""
+        if self.granularity == "update":
+            per_update = bc_schedule(self.coef_start, self.schedule, updates, self.length)
+            return [lambda _, c=c: c for c in per_update]
+        start, shape, length = self.coef_start, self.schedule, self.length
+        return [
+            lambda f, t=t: bc_coef_at(start, shape, (t + f) / updates, length)
+            for t in range(updates)
+        ]
 
 
 @dataclass(frozen=True)
@@ -241,59 +292,68 @@ def update(
     batch: Batch,
     cfg: PPOConfig,
     generator: torch.Generator,
-    bc_coef: float,
+    bc_coef: Callable[[float], float],
     demos: tuple[torch.Tensor, torch.Tensor] | None,
     layout: FrameLayout | None = None,
+    critic_only: bool = False,
 ) -> dict[str, float]:
-    """``cfg.update_epochs`` passes of minibatch steps over ``batch``; the loss parts' means.
+    """``cfg.update_epochs`` passes of minibatch steps over ``batch``; the loss parts' means,
+    and the BC coefficient at the first and last step (``coef_first``, ``coef_last``).
 
-    With ``demos`` each minibatch adds ``bc_coef`` times the BC loss on as many demonstration
-    frames, drawn at random. With ``layout`` (torchrun) the minibatches are drawn from every
-    rank's frames as one process would; each rank's loss covers its own frames of a minibatch,
-    weighted by their share, and the gradients and loss parts are summed over the ranks.
+    With ``demos`` each minibatch adds ``bc_coef(f)`` times the BC loss on as many demonstration
+    frames, drawn at random; f runs from 0 at the first minibatch step to 1 at the last.
+    ``critic_only`` steps on the value loss alone: the policy does not move. With ``layout``
+    (torchrun) the minibatches are drawn from every rank's frames as one process would; each
+    rank's loss covers its own frames of a minibatch, weighted by their share, and the gradients
+    and loss parts are summed over the ranks.
     """
     actor, params = model.actor, list(model.parameters())
     sums = dict.fromkeys(LOSS_PARTS, 0.0)
-    minibatches = 0
     # Masked reset frames make the batch a little smaller than num_envs * num_steps; equal
     # splits avoid a remainder minibatch of one frame, whose advantage std would be NaN.
     size = len(batch) if layout is None else len(layout)
     n_minibatches = math.ceil(size / cfg.minibatch_size)
+    last_step = max(1, cfg.update_epochs * n_minibatches - 1)
+    coefs: list[float] = []
     model.train()
     for _ in range(cfg.update_epochs):
         order = torch.randperm(size, generator=generator)
         for mb in torch.tensor_split(order, n_minibatches):
             rows, weight, adv_stats = (mb, 1.0, None) if layout is None else layout.rows(mb)
+            coefs.append(0.0 if critic_only else bc_coef(len(coefs) / last_step))
             bc_term = None
-            if demos is not None:
+            if demos is not None and not critic_only:
                 demo_mb = torch.randint(len(demos[0]), (len(mb),), generator=generator)
                 bc_term = bc_loss(actor, actor(demos[0][demo_mb]), demos[1][demo_mb])
             optimiser.zero_grad()
-            parts = _backward(model, batch, rows, weight, adv_stats, cfg, bc_coef, bc_term)
+            parts = _backward(
+                model, batch, (rows, weight, adv_stats), cfg, coefs[-1], bc_term, critic_only
+            )
             parts = reduce_gradients(params, parts)
             clip_grad_norm(params, cfg.max_grad_norm)
             optimiser.step()
-            minibatches += 1
             for key, value in zip(LOSS_PARTS, parts, strict=True):
                 sums[key] += value
         if cfg.target_kl is not None and parts[LOSS_PARTS.index("kl")] > cfg.target_kl:
             break
     model.eval()
-    return {key: value / minibatches for key, value in sums.items()}
+    means = {key: value / len(coefs) for key, value in sums.items()}
+    return {**means, "coef_first": coefs[0], "coef_last": coefs[-1]}
 
 
 def _backward(
     model: ActorCritic,
     batch: Batch,
-    rows: torch.Tensor,
-    weight: float,
-    adv_stats: tuple[torch.Tensor, torch.Tensor] | None,
+    share: tuple[torch.Tensor, float, tuple[torch.Tensor, torch.Tensor] | None],
     cfg: PPOConfig,
     bc_coef: float,
     bc_term: torch.Tensor | None,
+    critic_only: bool,
 ) -> list[float]:
     """Backpropagate the loss of ``rows`` of a minibatch, weighted by ``weight`` (their share
-    of it under torchrun; 1 for a single process); return the loss parts, weighted alike."""
+    of it under torchrun; 1 for a single process); return the loss parts, weighted alike.
+    ``critic_only`` backpropagates the value loss alone (a critic warm-up update)."""
+    rows, weight, adv_stats = share
     actor = model.actor
     if not len(rows):  # none of this minibatch's frames are this rank's: zero gradients
         (sum(p.sum() for p in model.parameters()) * 0.0).backward()
@@ -311,7 +371,8 @@ def _backward(
         bc_term,
         adv_stats,
     )
-    (terms.total if weight == 1.0 else terms.total * weight).backward()
+    loss = cfg.vf_coef * terms.value if critic_only else terms.total
+    (loss if weight == 1.0 else loss * weight).backward()
     return [value * weight for value in terms.parts()]
 
 
@@ -326,34 +387,42 @@ def train(
 ) -> list[UpdateStats]:
     """``cfg.epochs`` PPO epochs; each collects one rollout and updates on it.
 
-    ``bc`` adds the BC term, its weight annealed over the epochs (``bc_schedule``); without it
-    the loss is plain PPO's. The caller seeds torch (``harness.training.seeding.deterministic``).
+    ``bc`` adds the BC term, its weight annealed over the policy updates (``BCTerm``); without
+    it the loss is plain PPO's. With ``bc.critic_warmup`` the first updates (at most all but
+    one) fit only the critic, on rollouts of the unchanged policy. The caller seeds torch
+    (``harness.training.seeding.deterministic``).
     """
     optimiser = Adam(model.parameters(), lr=cfg.lr, eps=1e-5)  # eps 1e-5 as in CleanRL and SB3
     collector = RolloutCollector(envs, cfg.num_steps, seed, generator)
-    coefs = bc_schedule(bc.coef_start, bc.schedule, cfg.epochs) if bc else [0.0] * cfg.epochs
+    warmup = min(bc.critic_warmup, cfg.epochs - 1) if bc else 0
+    policy_updates = cfg.epochs - warmup
+    coefs = bc.coefficients(policy_updates) if bc else [lambda _: 0.0] * policy_updates
+    schedule = [lambda _: 0.0] * warmup + coefs
     demos = (torch.as_tensor(bc.obs), torch.as_tensor(bc.actions)) if bc else None
     history: list[UpdateStats] = []
     env_steps = 0
     world = current()
-    for number, bc_coef in enumerate(coefs, start=1):
+    for number, bc_coef in enumerate(schedule, start=1):
         started = time.perf_counter()
         model.eval()
         rollout = collector.collect(model.actor)
         steps = rollout.rewards.size * world.size  # every rank steps as many environments
         env_steps += steps
+        critic_only = number <= warmup
         batch = to_batch(model, rollout, cfg)
         layout = frame_layout(rollout.valid, batch.advantages) if world.distributed else None
-        mean = update(model, optimiser, batch, cfg, generator, bc_coef, demos, layout)
+        mean = update(model, optimiser, batch, cfg, generator, bc_coef, demos, layout, critic_only)
         episodes = job_episode_returns(rollout, collector.first_env)
         stats = UpdateStats(
             update=number,
-            bc_coef=float(bc_coef),
+            bc_coef=mean["coef_first"],
+            bc_coef_end=mean["coef_last"],
+            critic_only=critic_only,
             loss_total=mean["total"],
             loss_policy=mean["policy"],
             loss_value=mean["value"],
             entropy=mean["entropy"],
-            loss_bc=mean["bc"] if demos is not None else None,
+            loss_bc=mean["bc"] if demos is not None and not critic_only else None,
             approx_kl=mean["kl"],
             clip_fraction=mean["clip"],
             mean_episode_return=float(np.mean(episodes)) if episodes else None,
@@ -387,6 +456,14 @@ def evaluate(actor: MLPPolicy, env: EnvSpec | str, episodes: int, seed: int) -> 
         return returns.tolist()
     finally:
         envs.close()
+
+
+def standard_error(returns: Sequence[float]) -> float | None:
+    """The standard error of the mean of ``returns`` (sample standard deviation over the square
+    root of their number); None for fewer than two."""
+    if len(returns) < 2:
+        return None
+    return float(np.std(returns, ddof=1) / math.sqrt(len(returns)))
 
 
 def regression_gate(

@@ -39,12 +39,13 @@ from harness.training.distributed import current, on_writer
 from harness.training.finishing import Finishing, StageContext, finish
 from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
 from harness.training.ppo import (
-    EVAL_SEED_OFFSET,
     ActorCritic,
     BCTerm,
     UpdateStats,
+    eval_seed,
     evaluate,
     regression_gate,
+    standard_error,
 )
 from harness.training.ppo import train as train_ppo
 from harness.training.results import BCResult, PPOResult
@@ -242,7 +243,7 @@ def ppo_stage(
     spec = env_policy(cfg)[0]
     store = CheckpointStore(cfg.output.checkpoint_dir)
     baseline_policy = _checkpoint_policy(baseline, spec) if baseline else None
-    bc = None if demos is None else BCTerm(*demos, cfg.anneal.bc_coef_start, cfg.anneal.schedule)
+    bc = None if demos is None else BCTerm.from_config(*demos, cfg.anneal)
     run = _run_ppo(ctx, manifest, cli_mode, spec, init, baseline_policy, bc, ppo_log)
 
     def finish_stage() -> PPOResult:  # rank 0 only under torchrun: it evaluated, it gates
@@ -325,6 +326,7 @@ def _ppo_metrics(
         "schedule": bc.schedule if bc else None,
         "final_training_return": last.mean_episode_return,
         "mean_return": float(np.mean(run.returns)),
+        "eval_stderr": standard_error(run.returns),
         "eval_returns": run.returns,
         "eval_episodes": cfg.anneal.eval_episodes,
         "eval_seed": run.eval_seed,
@@ -332,6 +334,7 @@ def _ppo_metrics(
         "baseline_mean_return": (
             float(np.mean(run.baseline_returns)) if run.baseline_returns else None
         ),
+        "baseline_stderr": standard_error(run.baseline_returns or []),
         "baseline_returns": run.baseline_returns,
         "regression_tolerance": cfg.anneal.regression_tolerance,
     }
@@ -369,20 +372,20 @@ def _run_ppo(
         finally:
             envs.close()
         train_seconds = time.perf_counter() - train_started
-        eval_seed = cfg.seed + EVAL_SEED_OFFSET
+        first_episode = eval_seed(cfg.seed)
         episodes = cfg.anneal.eval_episodes
         returns, baseline_returns = [], None  # evaluated once, by rank 0
         if world.writer:
-            returns = evaluate(actor, cfg.env.spec(), episodes, eval_seed)
+            returns = evaluate(actor, cfg.env.spec(), episodes, first_episode)
             baseline_returns = (
-                evaluate(baseline_policy, cfg.env.spec(), episodes, eval_seed)
+                evaluate(baseline_policy, cfg.env.spec(), episodes, first_episode)
                 if baseline_policy is not None
                 else None
             )
         if events is not None:
             events.ppo_evaluation(history[-1].env_steps, float(np.mean(returns)))
             events.write()
-    return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
+    return PPORun(actor, model, history, train_seconds, first_episode, returns, baseline_returns)
 
 
 def _ppo_log_line(
