@@ -33,6 +33,7 @@ from harness.training.bc import (
     action_accuracy,
     bc_loss,
     mean_action_baseline,
+    range_scaled_mae,
     regression_figures,
     within_tolerance,
 )
@@ -364,6 +365,8 @@ def test_the_mean_action_baseline_and_the_regression_figures() -> None:
     assert mse == pytest.approx(1.0 / 8)  # one error of 1.0 over 4 frames x 2 dimensions
     ss_tot = np.sum((hold[:, 1] - hold[:, 1].mean()) ** 2)
     assert r2 == pytest.approx((1.0 + (1 - 1.0 / ss_tot)) / 2)  # dimension 0 is exact
+    # Per dimension, as a fraction of its range (2 and 10): errors 0 and 1.0 + 0 + 0 + 0.
+    assert range_scaled_mae(GATE_SPEC, predicted, hold) == pytest.approx([0.0, 1.0 / 4 / 10])
     # A dimension constant on the hold-out: 1.0 when predicted exactly, 0.0 when not.
     flat = np.array([[0.0, 1.0], [0.0, 2.0]])
     assert regression_figures(flat, flat)[1] == 1.0
@@ -430,6 +433,8 @@ def test_mixed_on_a_box_env_with_shaped_observations_end_to_end(
     assert bc.passed and bc.accuracy > bc.baseline and bc.per_action_recall is None
     record = bc.record
     assert record["mse"] < 0.05 and record["r2"] > 0.9 and record["action_tolerance"] == 0.1
+    assert len(bc.mae_per_dimension) == 2 and record["mae_per_dimension"] == bc.mae_per_dimension
+    assert max(bc.mae_per_dimension) < 0.1 and len(record["epoch_history"]) == 60
     assert len(record["mean_action"]) == 2 and "majority_baseline" not in record
     assert ppo is not None and ppo.passed and ppo.loss_total is not None
     assert len(ppo.returns) == 3 and all(r < 0 for r in ppo.returns)

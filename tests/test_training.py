@@ -240,6 +240,34 @@ def test_every_record_matches_the_run_log_schema(tmp_path: Path) -> None:
     assert schema_problems(bad, "run_log")  # a failed gate must record its rollback
 
 
+def test_the_record_keeps_each_epochs_loss_and_hold_out_accuracy(tmp_path: Path) -> None:
+    from harness.training.bc import load_demonstrations, split_by_episode, train
+    from harness.training.policy import MLPPolicy, policy_bytes
+    from harness.training.seeding import deterministic
+    from harness.training.stages import env_policy
+
+    config = preflight(tmp_path, bc__epochs=4)
+    result = TrainingHarness(config).run_bc_training()
+    history = result.record["epoch_history"]
+    assert history == result.epoch_history and result.mae_per_dimension is None
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]
+    assert history[-1]["holdout_accuracy"] == result.accuracy  # the gate's figure, last epoch
+    assert history[-1]["train_loss"] == result.record["train_loss"]
+    assert len({e["holdout_accuracy"] for e in history}) > 1  # measured after each epoch
+    assert "mae_per_dimension" not in result.record
+
+    # Measuring the hold-out between epochs leaves training as it was: the same seed without
+    # the measurement gives the promoted weights byte for byte.
+    spec = env_policy(config)[0]
+    demos = load_demonstrations(TrainingHarness(config).load_dataset(), spec)
+    train_eps, _ = split_by_episode(len(demos.refs), config.bc.holdout, config.seed)
+    with deterministic(config.seed) as generator:
+        policy = MLPPolicy(spec)
+        stats = train(policy, *demos.frames(train_eps), config.bc, generator)
+    assert stats.epoch_losses == [e["train_loss"] for e in history]
+    assert policy_bytes(policy) == load_checkpoint(result.checkpoint).file("policy.pt").read_bytes()
+
+
 def test_a_damaged_store_is_refused_before_training(tmp_path: Path) -> None:
     TrainingHarness(preflight(tmp_path)).run_bc_training()
     store = CheckpointStore(tmp_path / "ckpt")

@@ -1,8 +1,8 @@
 """Behaviour cloning: demonstrations, the hold-out split by episode, the trainer and the gate.
 
 The formulas are plain functions (``split_by_episode``, ``bc_loss``, ``action_accuracy``,
-``majority_baseline`` and ``per_action_recall`` for Discrete actions, ``mean_action_baseline``
-and ``regression_figures`` for Box actions, ``accuracy_gate``) so that tests and the PPO stage
+``majority_baseline`` and ``per_action_recall`` for Discrete actions, ``mean_action_baseline``,
+``regression_figures`` and ``range_scaled_mae`` for Box actions, ``accuracy_gate``) so that tests and the PPO stage
 can use them alone; ``stages.bc_stage`` wires them to the dataset, and ``finishing.finish`` to
 the checkpoint store and the run log.
 """
@@ -215,6 +215,14 @@ def regression_figures(predicted: np.ndarray, actual: np.ndarray) -> tuple[float
     with np.errstate(divide="ignore", invalid="ignore"):
         r2 = np.where(total > 0, 1.0 - residual / total, np.where(residual == 0, 1.0, 0.0))
     return float(np.mean((actual - predicted) ** 2)), float(np.mean(r2))
+
+
+def range_scaled_mae(spec: PolicySpec, predicted: np.ndarray, actual: np.ndarray) -> list[float]:
+    """Box hold-out figure per dimension: the mean absolute error as a fraction of the
+    dimension's range (high - low), the unit ``bc.action_tolerance`` is given in."""
+    width = np.asarray(spec.action_high, dtype=np.float64) - np.asarray(spec.action_low)
+    error = np.abs(np.asarray(predicted, dtype=np.float64) - actual).reshape(len(actual), -1)
+    return (error.mean(axis=0) / width.reshape(-1)).tolist()
 
 
 def per_action_recall(

@@ -61,6 +61,12 @@ class BCResult(StageResult):
     """Discrete only (None for Box): each action's share of its hold-out frames predicted."""
     train_size: dict[str, int]
     holdout_size: dict[str, int]
+    epoch_history: list[dict[str, Any]]
+    """Per BC epoch: ``epoch`` (from 1), ``train_loss`` (its mean training loss; None if not
+    finite) and ``holdout_accuracy`` (measured after it, by the gate's rule)."""
+    mae_per_dimension: list[float] | None
+    """Box only (None for Discrete): each action dimension's hold-out mean absolute error, as a
+    fraction of its range (high - low)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,6 +29,7 @@ from harness.training.bc import (
     majority_baseline,
     mean_action_baseline,
     per_action_recall,
+    range_scaled_mae,
     regression_figures,
     split_by_episode,
 )
@@ -71,7 +72,9 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
     train_eps, holdout_eps = split_by_episode(len(demos.refs), cfg.bc.holdout, cfg.seed)
     x_train, y_train = demos.frames(train_eps)
     x_hold, y_hold = demos.frames(holdout_eps)
-    policy, stats, predicted = _train_bc(ctx, manifest.dataset, spec, x_train, y_train, x_hold)
+    policy, stats, predicted, history = _train_bc(
+        ctx, manifest.dataset, spec, (x_train, y_train), (x_hold, y_hold)
+    )
 
     split = (train_eps, holdout_eps)
     metrics = _bc_metrics(cfg, spec, demos, split, stats, predicted, y_train, y_hold)
@@ -89,7 +92,8 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
             metrics=metrics,
             parent=previous,
             lineage={},
-            fields={**metrics, "epochs": cfg.bc.epochs},
+            # Not in ``metrics``: the checkpoint (and its id) stays as it was without them.
+            fields={**metrics, "epochs": cfg.bc.epochs, **history},
             gate_record={"stage": "bc", **metrics},
             started=started,
             t0=t0,
@@ -105,6 +109,8 @@ def bc_stage(ctx: StageContext, manifest: Manifest) -> tuple[BCResult, Frames]:
         per_action_recall=metrics.get("per_action_recall"),
         train_size=metrics["train"],
         holdout_size={k: metrics["holdout"][k] for k in ("episodes", "steps")},
+        epoch_history=history["epoch_history"],
+        mae_per_dimension=history.get("mae_per_dimension"),
     )
     return result, demos.frames(range(len(demos.refs)))
 
@@ -167,15 +173,14 @@ def _baseline_metrics(
 
 
 def _train_bc(
-    ctx: StageContext,
-    dataset: str,
-    spec: PolicySpec,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_hold: np.ndarray,
-) -> tuple[MLPPolicy, TrainStats, np.ndarray]:
-    """A new policy trained under the config's seed, and its greedy actions on the hold-out."""
+    ctx: StageContext, dataset: str, spec: PolicySpec, train: Frames, holdout: Frames
+) -> tuple[MLPPolicy, TrainStats, np.ndarray, dict[str, Any]]:
+    """A new policy trained under the config's seed, its greedy actions on the hold-out, and
+    the record's history: each epoch's training loss and hold-out accuracy (``epoch_history``)
+    and, for Box actions, the hold-out error of each dimension (``mae_per_dimension``)."""
     cfg = ctx.config
+    x_hold, y_hold = holdout
+    epochs: list[dict[str, Any]] = []
     with (
         deterministic(cfg.seed) as generator,
         progress_bar(cfg.bc.epochs, f"bc {dataset}", unit="epoch", enabled=ctx.progress) as bar,
@@ -183,11 +188,20 @@ def _train_bc(
         policy = MLPPolicy(spec)
 
         def on_epoch(epoch: int, loss: float) -> None:
+            # Greedy and under no_grad: draws no random number, so training is as without it.
+            held = action_accuracy(spec, policy.act(x_hold), y_hold, cfg.bc.action_tolerance)
+            epochs.append(
+                {"epoch": epoch + 1, "train_loss": finite_or_none(loss), "holdout_accuracy": held}
+            )
             bar.set_postfix_str(f"loss {loss:.4f}")
             bar.update()
 
-        stats = train_bc(policy, x_train, y_train, cfg.bc, generator, on_epoch)
-        return policy, stats, policy.act(x_hold)
+        stats = train_bc(policy, *train, cfg.bc, generator, on_epoch)
+        predicted = policy.act(x_hold)
+    history: dict[str, Any] = {"epoch_history": epochs}
+    if spec.continuous:
+        history["mae_per_dimension"] = range_scaled_mae(spec, predicted, y_hold)
+    return policy, stats, predicted, history
 
 
 # --- PPO ---------------------------------------------------------------------------------------
