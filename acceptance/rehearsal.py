@@ -19,17 +19,21 @@ overlap on the machine's cores, and only when their step is part of the session.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acceptance import figures
 from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun
 from acceptance.drill import DrillThreshold, drill_threshold
 from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records
+from harness.bundle.layout import STORE_DIR
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
 from harness.datasets.curation import reading
@@ -88,7 +92,7 @@ class Rehearsal:
         overlay(
             self.base.path,
             self.files.config,
-            [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / 'checkpoints'}"],
+            [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / STORE_DIR}"],
             dataset=str(self.ref.manifest),
             cwd=self.bundle,
         )
@@ -102,7 +106,7 @@ class Rehearsal:
             [
                 f"bc.accuracy_threshold={threshold!r}",
                 f"output.log_dir={drill / 'logs'}",
-                f"output.checkpoint_dir={drill / 'checkpoints'}",
+                f"output.checkpoint_dir={drill / STORE_DIR}",
             ],
             cwd=self.bundle,
         )
@@ -138,7 +142,7 @@ class Rehearsal:
                 self.files.config,
                 overrides={
                     "output.log_dir": folder / "logs",
-                    "output.checkpoint_dir": folder / "checkpoints",
+                    "output.checkpoint_dir": folder / STORE_DIR,
                 },
                 run="bc_trainer",
                 progress=False,
@@ -180,8 +184,8 @@ class Rehearsal:
                 return  # no threshold can fail the gate: the drill step says so, runs nothing
             # The drill runs against a store that already holds a promoted checkpoint: a copy of
             # the BC step's store (its own folder, so no two runs ever write the same file).
-            store = self.files.run("rollback_drill") / "checkpoints"
-            seed = self.files.run("bc_trainer") / "checkpoints"
+            store = self.files.run("rollback_drill") / STORE_DIR
+            seed = self.files.run("bc_trainer") / STORE_DIR
             if seed.is_dir() and not store.exists():
                 shutil.copytree(seed, store)
             promoted = CheckpointStore(store).promoted()
@@ -209,15 +213,32 @@ class Rehearsal:
     def finish(self, run: str) -> CLIResult:
         """Wait for a CLI run (starting it first if need be); merge its records into the bundle."""
         if run == "rollback_drill" and run not in self._cli:
-            store = CheckpointStore(self.files.run("bc_trainer") / "checkpoints")
+            store = CheckpointStore(self.files.run("bc_trainer") / STORE_DIR)
             if store.promoted() is None:
                 self.bc()  # the drill needs the BC step's promoted checkpoint
         self.steps.add(run)
         self.start(run)
+        # While the drill runs (the smoke has ended: a core is free), this process only waits:
+        # it imports matplotlib and draws the figures of step 2 and of the smoke meanwhile.
+        drawing = self._draw_training() if run == "rollback_drill" else None
         result = self._cli[run].wait()
+        if drawing is not None:
+            drawing.join()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))
         return result
+
+    def _draw_training(self) -> threading.Thread:
+        """Draw the training figures in a thread; a failure leaves them to the controller."""
+
+        def draw() -> None:
+            # A failure leaves the figures to the controller, which draws what is missing.
+            with contextlib.suppress(Exception):
+                figures.draw_training(self.files, dataset_records(self.bundle, self.name))
+
+        thread = threading.Thread(target=draw, name="training-figures", daemon=True)
+        thread.start()
+        return thread
 
     def drill_store_before(self) -> tuple[dict[str, str], str | None]:
         """The drill store's file digests and promoted id, taken just before the drill started."""
