@@ -25,14 +25,14 @@ VALUE_NOTE = (
 
 
 def _n(value: Any, digits: int = 3) -> str:
-    """A number rounded for reading: fractions to 3 decimals, larger values to 4 significant."""
+    """A number rounded for reading: below 10 to ``digits`` decimals, above to one."""
     if value is None:
         return "-"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if isinstance(value, int):
         return str(value)
-    return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:.4g}"
+    return f"{value:.{digits}f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def key_numbers(summary: dict[str, Any]) -> list[str]:

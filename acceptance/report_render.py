@@ -109,7 +109,10 @@ def _commands_section(summary: dict[str, Any], where: dict[str, Path]) -> list[s
     """The CLI runs' commands and the rerun, in full, as run from the project folder."""
     lines = ["## Commands", "", "From the project folder. The rehearsal of this dataset alone:", ""]
     lines += ["```sh", _rerun(summary, where), "```", ""]
-    for step, title in (("anneal_smoke", "Step 3, the anneal smoke"), ("rollback_drill", "Step 4, the rollback drill")):
+    for step, title in (
+        ("anneal_smoke", "Step 3, the anneal smoke"),
+        ("rollback_drill", "Step 4, the rollback drill"),
+    ):
         command = summary["metrics"].get(step, {}).get("command")
         if command:
             lines += [f"{title}:", "", "```sh", _relative_command(command, where), "```", ""]

@@ -37,7 +37,8 @@ VERIFY_EPILOG = (
 )
 COMPARE_DESCRIPTION = (
     "Compare two bundles' rehearsals of the same datasets: every step's outcome, "
-    "message and remedial action, every metric except wall-clock (cli_seconds), and "
+    "message and remedial action, every metric except wall-clock (cli_seconds) and the "
+    "drill store's digests (which hold promotion times), and "
     "the missing artefacts, with each bundle's own path written <bundle>. The same "
     "code, data and seeds must give the same figures, serial or on xdist workers. "
     "Exit codes: 0 the same, 1 differences (one line each), 2 bad input."
