@@ -18,6 +18,7 @@ says when), and a figure whose data are missing is left out, not drawn empty.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,11 +28,18 @@ from harness.svgfigure import pyplot, save_svg
 
 WIDTH, HEIGHT = 6.4, 3.2  # inches: readable inline in a Markdown report
 _WARM: list[threading.Thread] = []
+# Set to 0 for a rehearsal without figures: benchmarks/bench_rehearsal.py --figures-cost
+# measures what drawing them adds to the wall-clock. The report then shows none.
+FIGURES_ENV = "HARNESS_REHEARSAL_FIGURES"
+
+
+def enabled() -> bool:
+    return os.environ.get(FIGURES_ENV, "1") != "0"
 
 
 def warm_up() -> None:
     """Import matplotlib in a background thread (once per process); drawing joins it."""
-    if not _WARM:
+    if not _WARM and enabled():
         thread = threading.Thread(target=pyplot, name="matplotlib-import", daemon=True)
         thread.start()
         _WARM.append(thread)
@@ -46,6 +54,8 @@ def _plt() -> Any:
 def draw_training(files: DatasetFiles, records: list[dict[str, Any]]) -> list[Path]:
     """The figures of step 2's BC run and of the smoke, from the dataset's run log records;
     those on disk already (drawn by the worker while it waited) are left as they are."""
+    if not enabled():
+        return []
     bc = _last(records, "bc_trainer", "bc")
     ppo = _last(records, "anneal_smoke", "ppo")
     wanted = {
@@ -144,8 +154,10 @@ def _smoke_returns(path: Path, ppo: dict[str, Any]) -> Path:
     return path
 
 
-def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict) -> Path:
+def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict) -> Path | None:
     """Each step's wall-clock (the summary's rows), and the CLI runs' own, which overlap them."""
+    if not enabled():
+        return None
     plt = _plt()
     labels, seconds, colours = [], [], []
     for row in rows:
@@ -165,6 +177,7 @@ def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: di
     ax.set(title="Wall-clock per step", xlabel="seconds")
     ax.set_xlim(0, max([*seconds, 0.1]) * 1.2)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    # No tight_layout: one axes, and save_svg's tight bounding box already fits the labels;
+    # drawn at the session's end, its text layouts are most of what this figure costs.
     save_svg(fig, files.figure("wall_clock"))
     return files.figure("wall_clock")

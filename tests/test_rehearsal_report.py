@@ -51,8 +51,9 @@ def draw(root: Path, records: list[dict[str, Any]]) -> dict[str, bytes]:
         {"step": "bc_trainer", "title": "BC", "outcome": "passed", "duration_s": 2.5},
         {"step": "anneal_smoke", "title": "Smoke", "outcome": "failed", "duration_s": 0.5},
     ]
-    drawn.append(figures.draw_wall_clock(files, rows, {"anneal_smoke": {"cli_seconds": 3.0}}))
-    return {p.name: p.read_bytes() for p in drawn}
+    wall_clock = figures.draw_wall_clock(files, rows, {"anneal_smoke": {"cli_seconds": 3.0}})
+    assert wall_clock is not None
+    return {p.name: p.read_bytes() for p in [*drawn, wall_clock]}
 
 
 def test_the_same_records_give_byte_identical_figures(tmp_path: Path) -> None:
