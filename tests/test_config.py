@@ -190,7 +190,7 @@ def _declares(kind: Any, schema: dict[str, Any]) -> bool:
         return schema.get("type") == ["number", "null"]
     if get_origin(kind) is dict:
         return schema.get("type") == "object"
-    types = {int: "integer", float: "number", str: "string", Path: "string"}
+    types = {int: "integer", float: "number", str: "string", Path: "string", bool: "boolean"}
     return kind in types and schema.get("type") == types[kind]
 
 
@@ -283,6 +283,7 @@ def test_defaults_are_filled_from_the_schema_without_changing_it() -> None:
     assert problems(document) == []
     assert flatten(document) == {
         **{k: v for k, v in flatten(RAW).items() if not k.startswith(("dataset.", "output."))},
+        "output.tensorboard": False,
         "ppo.epochs": 3,
         "dataset.manifest": "m.json",
         "output.log_dir": "l",

@@ -68,6 +68,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="folder of anneal_results.json and of rejected checkpoints "
         "(default: the config's output.log_dir)",
     )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files of each stage into the log folder "
+        "(events.out.tfevents.bc, events.out.tfevents.ppo), as output.tensorboard: true does",
+    )
     p.add_argument("--seed", type=non_negative, metavar="S", help="instead of the config's seed")
     p.add_argument("--run", metavar="NAME", help="run name in the records (default: CONFIG's stem)")
     p.add_argument(
@@ -88,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["bc.epochs" if args.mode == "bc" else "ppo.epochs"] = args.epochs
     if args.log_dir:
         overrides["output.log_dir"] = Path(args.log_dir).absolute()
+    if args.tensorboard:
+        overrides["output.tensorboard"] = True
 
     # Imported here, not at the top: the training stages bring in torch (~1.7 s), which no
     # other command may pay for.
@@ -109,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for result in results:
         (_report_bc if result.record["mode"] == "bc" else _report_ppo)(result, harness)
     emit(f"log: {display(results[-1].log)}")
+    if harness.config.output.tensorboard:
+        emit(f"tensorboard: events in {display(harness.config.output.log_dir)}")
     failed = next((r for r in results if r.rolled_back), None)
     if failed is not None:
         print(

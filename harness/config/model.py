@@ -122,6 +122,8 @@ class OutputConfig:
     """run logs (anneal_results.json) and set-aside checkpoints"""
     checkpoint_dir: Path
     """the checkpoint store, with its promoted checkpoint"""
+    tensorboard: bool = False
+    """also write TensorBoard event files of each stage's figures into log_dir"""
 
 
 @dataclass(frozen=True)

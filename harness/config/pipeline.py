@@ -143,7 +143,7 @@ def _value(kind: Any, value: Any, base: str) -> Any:
         return None if value is None else float(value)
     if get_origin(kind) is dict:
         return dict(value)
-    if kind in (int, float, str):
+    if kind in (int, float, str, bool):
         return kind(value)
     return str(value)  # a Literal: one of a few words
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from harness.training.rollout import make_envs
 from harness.training.runlog import finite_or_none, ppo_log_writer
 from harness.training.seeding import deterministic
 from harness.training.weights import checkpoint_policy
+
+if TYPE_CHECKING:
+    from harness.training.tensorboard_events import StageEvents
 
 Frames = tuple[np.ndarray, np.ndarray]
 
@@ -181,6 +184,7 @@ def _train_bc(
     cfg = ctx.config
     x_hold, y_hold = holdout
     epochs: list[dict[str, Any]] = []
+    events = _events(ctx, "bc")
     with (
         deterministic(cfg.seed) as generator,
         progress_bar(cfg.bc.epochs, f"bc {dataset}", unit="epoch", enabled=ctx.progress) as bar,
@@ -193,11 +197,15 @@ def _train_bc(
             epochs.append(
                 {"epoch": epoch + 1, "train_loss": finite_or_none(loss), "holdout_accuracy": held}
             )
+            if events is not None:
+                events.bc_epoch(epoch + 1, loss, held)
             bar.set_postfix_str(f"loss {loss:.4f}")
             bar.update()
 
         stats = train_bc(policy, *train, cfg.bc, generator, on_epoch)
         predicted = policy.act(x_hold)
+    if events is not None:
+        events.write()
     history: dict[str, Any] = {"epoch_history": epochs}
     if spec.continuous:
         history["mae_per_dimension"] = range_scaled_mae(spec, predicted, y_hold)
@@ -350,7 +358,8 @@ def _run_ppo(
     ):
         actor = _checkpoint_policy(init, spec) if init else MLPPolicy(spec)
         model = ActorCritic(actor, cfg.ppo.hidden_sizes)
-        log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar)
+        events = _events(ctx, "ppo")
+        log_line = _ppo_log_line(cli_mode, manifest.dataset, ctx.run, write_line, bar, events)
         envs = make_envs(cfg.env.spec(), cfg.ppo.num_envs)
         train_started = time.perf_counter()
         try:
@@ -366,24 +375,44 @@ def _run_ppo(
             if baseline_policy is not None
             else None
         )
+        if events is not None:
+            events.ppo_evaluation(history[-1].env_steps, float(np.mean(returns)))
+            events.write()
     return PPORun(actor, model, history, train_seconds, eval_seed, returns, baseline_returns)
 
 
 def _ppo_log_line(
-    cli_mode: str, dataset: str, run: str, write_line: Callable[[dict[str, Any]], None], bar: Any
+    cli_mode: str,
+    dataset: str,
+    run: str,
+    write_line: Callable[[dict[str, Any]], None],
+    bar: Any,
+    events: StageEvents | None = None,
 ) -> Callable[[UpdateStats], None]:
-    """The per-update callback: one PPO log line (NaN and infinity as null), one bar tick."""
+    """The per-update callback: one PPO log line (NaN and infinity as null), one bar tick, and
+    with ``output.tensorboard`` one TensorBoard event."""
 
     def on_update(stats: UpdateStats) -> None:
         line = {
             k: finite_or_none(v) if isinstance(v, float) else v for k, v in stats.to_json().items()
         }
         write_line({"mode": cli_mode, "dataset": dataset, "run": run, **line})
+        if events is not None:
+            events.ppo_update(stats)
         if stats.mean_episode_return is not None:  # else keep the last one shown
             bar.set_postfix_str(f"return {stats.mean_episode_return:.0f}")
         bar.update()
 
     return on_update
+
+
+def _events(ctx: StageContext, stage: str) -> StageEvents | None:
+    """The stage's TensorBoard events with ``output.tensorboard``; off, nothing is imported."""
+    if not ctx.config.output.tensorboard:
+        return None
+    from harness.training.tensorboard_events import StageEvents, event_file
+
+    return StageEvents(event_file(ctx.config.output.log_dir, stage))
 
 
 # --- the environment and checkpoints as the policy sees them ---------------------------------
