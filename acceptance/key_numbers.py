@@ -151,7 +151,7 @@ def _drill(m: dict[str, Any]) -> list[Row]:
         rows.append(
             (
                 "Rollback drill threshold (step 4)",
-                f"{_n(m['threshold'], 4)}{raised}",
+                "none" if m["threshold"] is None else f"{_n(m['threshold'], 4)}{raised}",
                 f"asked {_n(m['threshold_asked'], 4)}: {m['threshold_why']}",
             )
         )

@@ -92,7 +92,13 @@ class Rehearsal:
         overlay(
             self.base.path,
             self.files.config,
-            [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / STORE_DIR}"],
+            [
+                f"output.log_dir={smoke / 'logs'}",
+                f"output.checkpoint_dir={smoke / STORE_DIR}",
+                # Every run writes TensorBoard event files into its logs/ folder, so that
+                # ``tensorboard --logdir <bundle>/runs`` shows the rehearsal's runs.
+                "output.tensorboard=true",
+            ],
             dataset=str(self.ref.manifest),
             cwd=self.bundle,
         )
