@@ -112,7 +112,10 @@ def _bc_per_action(path: Path, bc: dict[str, Any]) -> Path:
         labels = sorted(recall, key=int)
         values = [recall[a] if recall[a] is not None else 0.0 for a in labels]
         bars = ax.bar([f"action {a}" for a in labels], values, color="tab:green")
-        ax.axhline(bc["threshold"], color="tab:red", linestyle="--", label="gate threshold")
+        ax.axhline(bc["accuracy"], color="tab:green", linestyle=":", label="overall accuracy")
+        ax.axhline(
+            bc["threshold"], color="tab:red", linestyle="--", label="gate threshold (on overall)"
+        )
         ax.set(title="BC hold-out recall per action", ylabel="recall", ylim=(0, 1.05))
         texts = ["n/a" if recall[a] is None else f"{recall[a]:.3f}" for a in labels]
     else:
@@ -124,7 +127,7 @@ def _bc_per_action(path: Path, bc: dict[str, Any]) -> Path:
         ax.set(title="BC hold-out mean absolute error per dimension", ylabel="fraction of range")
         texts = [f"{e:.3f}" for e in errors]
     ax.bar_label(bars, texts, fontsize="small")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_svg(fig, path)
@@ -137,17 +140,19 @@ def _smoke_returns(path: Path, ppo: dict[str, Any]) -> Path:
     fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT))
     width = 0.4
     xs = range(1, len(tuned) + 1)
-    ax.bar([x - width / 2 for x in xs], bc, width, label="BC checkpoint", color="tab:blue")
-    ax.bar([x + width / 2 for x in xs], tuned, width, label="after PPO", color="tab:purple")
-    ax.axhline(ppo["baseline_mean_return"], color="tab:blue", linestyle=":", linewidth=1)
-    ax.axhline(ppo["mean_return"], color="tab:purple", linestyle=":", linewidth=1)
+    before = f"BC checkpoint (mean {ppo['baseline_mean_return']:.1f})"
+    after = f"after PPO (mean {ppo['mean_return']:.1f})"
+    ax.bar([x - width / 2 for x in xs], bc, width, label=before, color="tab:blue")
+    ax.bar([x + width / 2 for x in xs], tuned, width, label=after, color="tab:purple")
+    updates = f"{ppo['updates']} PPO update{'s' if ppo['updates'] != 1 else ''}"
     ax.set(
-        title=f"Anneal smoke: evaluation returns ({ppo['updates']} PPO update)",
+        title=f"Anneal smoke: evaluation returns ({updates})",
         xlabel="evaluation episode (same seeds for both)",
         ylabel="return",
         xticks=list(xs),
     )
-    ax.legend(fontsize="small")
+    # Beside the axes, not over bars that may reach the top.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     save_svg(fig, path)
