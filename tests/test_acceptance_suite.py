@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import gymnasium  # noqa: F401
 import pytest
 
 from harness.bundle import DatasetFiles, comparable, verify_bundle
@@ -20,6 +21,9 @@ from harness.datasets.recording import record_capture
 
 from .conftest import REPO, Dataset, copy_dataset
 
+# gymnasium is imported above, before any test: pytester restores sys.modules after each test,
+# so a test that imported it first (random_dataset records a capture) would leave the next one a
+# second copy of its classes, and isinstance checks against the first copy's spaces then fail.
 SUITE = REPO / "acceptance"
 STEPS = ["dataset_integrity", "bc_trainer", "anneal_smoke", "rollback_drill", "artefact_capture"]
 
