@@ -11,15 +11,18 @@
   run to run: it is byte-identical only when redrawn from the same summary).
 
 The figures of training are drawn from the run log's records, so they depend on the seeded runs
-only. Importing matplotlib costs about 1.6 s (more under load), so it is kept off the critical
-path: ``warm_up`` imports it in a thread while the process only waits (``acceptance/session.py``
-says when), and a figure whose data are missing is left out, not drawn empty.
+only. Importing matplotlib and drawing cost seconds of CPU, so they are kept off the critical
+path where a process only waits: a worker draws the figures of training ``in_background`` while
+it waits for the drill (``acceptance/rehearsal.py``) and ``wait``\ s for them at the end of its
+session; with ``-n``, the controller imports matplotlib (``warm_up``) while its workers run. A
+figure whose data are missing is left out, not drawn empty.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ from harness.svgfigure import pyplot, save_svg
 
 WIDTH, HEIGHT = 6.4, 3.2  # inches: readable inline in a Markdown report
 _WARM: list[threading.Thread] = []
+_DRAWING: list[threading.Thread] = []
 # Set to 0 for a rehearsal without figures: benchmarks/bench_rehearsal.py --figures-cost
 # measures what drawing them adds to the wall-clock. The report then shows none.
 FIGURES_ENV = "HARNESS_REHEARSAL_FIGURES"
@@ -43,6 +47,20 @@ def warm_up() -> None:
         thread = threading.Thread(target=pyplot, name="matplotlib-import", daemon=True)
         thread.start()
         _WARM.append(thread)
+
+
+def in_background(work: Callable[[], None]) -> None:
+    """Run ``work`` (drawing) in a thread; ``wait`` joins it."""
+    if enabled():
+        thread = threading.Thread(target=work, name="figures", daemon=True)
+        thread.start()
+        _DRAWING.append(thread)
+
+
+def wait() -> None:
+    """Join the drawing started in the background, so that no figure is half drawn."""
+    while _DRAWING:
+        _DRAWING.pop().join()
 
 
 def _plt() -> Any:

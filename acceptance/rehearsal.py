@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -224,27 +223,20 @@ class Rehearsal:
                 self.bc()  # the drill needs the BC step's promoted checkpoint
         self.steps.add(run)
         self.start(run)
-        # While the drill runs (the smoke has ended: a core is free), this process only waits:
-        # it imports matplotlib and draws the figures of step 2 and of the smoke meanwhile.
-        drawing = self._draw_training() if run == "rollback_drill" else None
+        if run == "rollback_drill":
+            # While the drill runs (the smoke has ended: a core is free), this process only
+            # waits: it imports matplotlib and draws the figures of step 2 and of the smoke
+            # meanwhile, in a thread joined at the end of the session (``close``).
+            figures.in_background(self._draw_training)
         result = self._cli[run].wait()
-        if drawing is not None:
-            drawing.join()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))
         return result
 
-    def _draw_training(self) -> threading.Thread:
-        """Draw the training figures in a thread; a failure leaves them to the controller."""
-
-        def draw() -> None:
-            # A failure leaves the figures to the controller, which draws what is missing.
-            with contextlib.suppress(Exception):
-                figures.draw_training(self.files, dataset_records(self.bundle, self.name))
-
-        thread = threading.Thread(target=draw, name="training-figures", daemon=True)
-        thread.start()
-        return thread
+    def _draw_training(self) -> None:
+        # A failure leaves the figures to the controller, which draws what is missing.
+        with contextlib.suppress(Exception):
+            figures.draw_training(self.files, dataset_records(self.bundle, self.name))
 
     def drill_store_before(self) -> tuple[dict[str, str], str | None]:
         """The drill store's file digests and promoted id, taken just before the drill started."""
@@ -262,3 +254,4 @@ class Rehearsal:
     def close(self) -> None:
         for run in self._cli.values():
             run.kill()
+        figures.wait()  # the figures drawn in the background are whole before the session ends

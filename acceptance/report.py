@@ -189,6 +189,7 @@ def write_bundle(
     }
     summary["missing"] = _missing(files, step_rows, json_report)
     drawn = time.perf_counter()
+    bundle_figures.wait()  # serially, this process's own worker may still be drawing
     bundle_figures.draw_training(files, dataset_records(files.root, name))
     bundle_figures.draw_wall_clock(files, step_rows, summary["metrics"])
     summary["durations"]["figures_s"] = round(time.perf_counter() - drawn, 3)
