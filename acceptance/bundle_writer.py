@@ -1,6 +1,6 @@
-"""Writing the rehearsal's bundle: merging each run's records into the shared run log,
-clearing a dataset before it is rehearsed again, the summary's artefact entries, and the tag
-manifest that pins the summary and the report (written last).
+"""Writing the rehearsal's bundle: merging each run's records into the shared run log, the
+summary's artefact entries, and the tag manifest that pins the summary and the report (written
+last). Clearing a dataset lives in ``harness.bundle.clear`` (``harness bundle clear`` needs it).
 
 Only the rehearsal writes bundles; readers (``harness bundle verify|compare``) need just the
 layout, which both sides take from ``harness.bundle``.

@@ -3,10 +3,10 @@
 Loaded by the root ``conftest.py`` (which also registers the options), so it
 is present in every session but acts only in a *rehearsal session*: one whose arguments name
 ``acceptance/`` or a file in it. Roles follow pytest-xdist's: workers (or the only process, with
-no ``-n``) run the steps; the controller collects every step's report and, at the end of the
-session, writes each dataset's pytest JSON report, ``acceptance_report_<dataset>.md`` and
-``summary_<dataset>.json``. At the start it clears the files of the datasets about to be
-rehearsed, so a rerun never leaves stale files of an earlier one beside its own.
+no ``-n``) run the steps; the controller (``acceptance/session.py``) collects every step's
+report and, at the end of the session, writes each dataset's files and the session's verdict.
+At the start it clears the files of the datasets about to be rehearsed, so a rerun never leaves
+stale files of an earlier one beside its own, and with ``--fresh`` every other dataset's.
 
 The controller holds each rehearsed dataset's bundle lock for the whole session (``bundle_lock``):
 a second session on the same dataset and bundle waits ``BUNDLE_WAIT_S``, then stops with one
