@@ -13,7 +13,7 @@
 The figures of training are drawn from the run log's records, so they depend on the seeded runs
 only. Importing matplotlib and drawing cost seconds of CPU, so they are kept off the critical
 path where a process only waits: a worker draws the figures of training ``in_background`` while
-it waits for the drill (``acceptance/rehearsal.py``) and ``wait``\ s for them at the end of its
+it waits for the drill (``acceptance/rehearsal.py``) and joins them (``wait``) at the end of its
 session; with ``-n``, the controller imports matplotlib (``warm_up``) while its workers run. A
 figure whose data are missing is left out, not drawn empty.
 """
