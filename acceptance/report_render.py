@@ -54,8 +54,11 @@ def _verdict_section(summary: dict[str, Any]) -> list[str]:
             f"**PASSED**: all five steps of the Phase 5.4 ops rehearsal passed on {name}.",
             "",
         ]
-    bad = [r for r in summary["steps"] if r["outcome"] != "passed"]
-    shown = ", ".join(f"{r['title']} {r['outcome']}" for r in bad)
+    bad = [r for r in summary["steps"] if r["outcome"] not in ("passed", "aborted")]
+    shown = ", ".join(f"{r['title']} {r['outcome']}" for r in bad) or "not every step passed"
+    aborted = sum(r["outcome"] == "aborted" for r in summary["steps"])
+    if aborted:
+        shown += f" ({aborted} later step{'s' if aborted != 1 else ''} aborted)"
     return [
         f"# {name}: FAILED",
         "",
@@ -69,16 +72,21 @@ def _remedies_section(summary: dict[str, Any]) -> list[str]:
     problems = [row for row in summary["steps"] if row["outcome"] != "passed"]
     if not problems:
         return []
-    lines = ["## What to do", ""]
+    # Steps with the same message and action (those one failure aborted) share one entry.
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in problems:
-        message = row["message"] or "-"
-        if not message.startswith(row["outcome"]):
-            message = f"{row['outcome']}: {message}"
-        lines.append(f"- **{row['title']}**: {message}")
-        title = cause_title({"key": row.get("cause")})
+        key = (row["outcome"], row["message"], row.get("cause"), row["remedial_action"])
+        groups.setdefault(key, []).append(row)
+    lines = ["## What to do", ""]
+    for (outcome, message, cause, action), rows in groups.items():
+        message = message or "-"
+        if not message.startswith(outcome):
+            message = f"{outcome}: {message}"
+        lines.append(f"- **{', '.join(r['title'] for r in rows)}**: {message}")
+        title = cause_title({"key": cause})
         if title:
             lines.append(f"  - Cause: {title}.")
-        lines.append(f"  - Remedial action: {row['remedial_action']}")
+        lines.append(f"  - Remedial action: {action}")
     return [*lines, ""]
 
 
