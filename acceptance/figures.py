@@ -11,18 +11,12 @@
   run to run: it is byte-identical only when redrawn from the same summary).
 
 The figures of training are drawn from the run log's records, so they depend on the seeded runs
-only. Importing matplotlib and drawing cost seconds of CPU, so they are kept off the critical
-path where a process only waits: a worker draws the figures of training ``in_background`` while
-it waits for the drill (``acceptance/rehearsal.py``) and joins them (``wait``) at the end of its
-session; with ``-n``, the controller imports matplotlib (``warm_up``) while its workers run. A
-figure whose data are missing is left out, not drawn empty.
+only. A figure whose data are missing is left out, not drawn empty. Where and when they are
+drawn, off the rehearsal's critical path, is ``acceptance/figure_jobs.py``'s business.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,50 +24,15 @@ from harness.bundle import DatasetFiles
 from harness.svgfigure import pyplot, save_svg
 
 WIDTH, HEIGHT = 6.4, 3.2  # inches: readable inline in a Markdown report
-_WARM: list[threading.Thread] = []
-_DRAWING: list[threading.Thread] = []
-# Set to 0 for a rehearsal without figures: benchmarks/bench_rehearsal.py --figures-cost
-# measures what drawing them adds to the wall-clock. The report then shows none.
-FIGURES_ENV = "HARNESS_REHEARSAL_FIGURES"
-
-
-def enabled() -> bool:
-    return os.environ.get(FIGURES_ENV, "1") != "0"
-
-
-def warm_up() -> None:
-    """Import matplotlib in a background thread (once per process); drawing joins it."""
-    if not _WARM and enabled():
-        thread = threading.Thread(target=pyplot, name="matplotlib-import", daemon=True)
-        thread.start()
-        _WARM.append(thread)
-
-
-def in_background(work: Callable[[], None]) -> None:
-    """Run ``work`` (drawing) in a thread; ``wait`` joins it."""
-    if enabled():
-        thread = threading.Thread(target=work, name="figures", daemon=True)
-        thread.start()
-        _DRAWING.append(thread)
-
-
-def wait() -> None:
-    """Join the drawing started in the background, so that no figure is half drawn."""
-    while _DRAWING:
-        _DRAWING.pop().join()
 
 
 def _plt() -> Any:
-    for thread in _WARM:
-        thread.join()
     return pyplot()
 
 
 def draw_training(files: DatasetFiles, records: list[dict[str, Any]]) -> list[Path]:
     """The figures of step 2's BC run and of the smoke, from the dataset's run log records;
-    those on disk already (drawn by the worker while it waited) are left as they are."""
-    if not enabled():
-        return []
+    those on disk already (drawn while the worker waited) are left as they are."""
     bc = _last(records, "bc_trainer", "bc")
     ppo = _last(records, "anneal_smoke", "ppo")
     wanted = {
@@ -179,8 +138,6 @@ def _smoke_returns(path: Path, ppo: dict[str, Any]) -> Path:
 
 def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict) -> Path | None:
     """Each step's wall-clock (the summary's rows), and the CLI runs' own, which overlap them."""
-    if not enabled():
-        return None
     plt = _plt()
     labels, seconds, colours = [], [], []
     for row in rows:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from acceptance import figure_jobs
 from acceptance.base_config import (
     BaseConfig,
     choose_base_config,
@@ -187,6 +188,10 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.json_report_file = None
             if config.option.json_report_verbosity is None:
                 config.option.json_report_verbosity = 0  # no "auto-save skipped" line
+    if active and is_controller(config) and not getattr(config.option, "numprocesses", None):
+        # No workers: a helper process imports matplotlib now, while pytest starts on one core
+        # and the other is idle, and later draws the figures (acceptance/figure_jobs.py).
+        figure_jobs.start_helper()
     if active and is_controller(config):
         config.pluginmanager.register(
             ControllerPlugin(config, settings(config)), "rehearsal-bundle-writer"
@@ -194,6 +199,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    figure_jobs.stop()
     locks = config.stash.get(BUNDLE_LOCKS, None)
     if locks is not None:
         locks.close()

@@ -19,13 +19,12 @@ overlap on the machine's cores, and only when their step is part of the session.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acceptance import figures
+from acceptance import figure_jobs, figures
 from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun
@@ -225,18 +224,14 @@ class Rehearsal:
         self.start(run)
         if run == "rollback_drill":
             # While the drill runs (the smoke has ended: a core is free), this process only
-            # waits: it imports matplotlib and draws the figures of step 2 and of the smoke
-            # meanwhile, in a thread joined at the end of the session (``close``).
-            figures.in_background(self._draw_training)
+            # waits: the figures of step 2 and of the smoke are drawn meanwhile, collected at
+            # the end of the session (``close``; acceptance/figure_jobs.py).
+            records = dataset_records(self.bundle, self.name)
+            figure_jobs.in_background(figures.draw_training, self.files, records)
         result = self._cli[run].wait()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))
         return result
-
-    def _draw_training(self) -> None:
-        # A failure leaves the figures to the controller, which draws what is missing.
-        with contextlib.suppress(Exception):
-            figures.draw_training(self.files, dataset_records(self.bundle, self.name))
 
     def drill_store_before(self) -> tuple[dict[str, str], str | None]:
         """The drill store's file digests and promoted id, taken just before the drill started."""
@@ -254,4 +249,4 @@ class Rehearsal:
     def close(self) -> None:
         for run in self._cli.values():
             run.kill()
-        figures.wait()  # the figures drawn in the background are whole before the session ends
+        figure_jobs.wait()  # the figures drawn in the background are whole before the session ends

@@ -22,7 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from acceptance import figures as bundle_figures
+from acceptance import figure_jobs
+from acceptance import figures as drawing
 from acceptance.base_config import BaseConfig
 from acceptance.bundle_writer import artefact_entries, write_tag_manifest
 from acceptance.remedies import remedial_action
@@ -188,13 +189,16 @@ def write_bundle(
         "pytest": pytest_info,
     }
     summary["missing"] = _missing(files, step_rows, json_report)
-    drawn = time.perf_counter()
-    bundle_figures.wait()  # serially, this process's own worker may still be drawing
-    bundle_figures.draw_training(files, dataset_records(files.root, name))
-    bundle_figures.draw_wall_clock(files, step_rows, summary["metrics"])
+    drawn, trouble = time.perf_counter(), None
+    try:  # what the worker did not draw (all of it, with -n), then the wall-clock figure
+        figure_jobs.now(drawing.draw_training, files, dataset_records(files.root, name))
+        figure_jobs.now(drawing.draw_wall_clock, files, step_rows, summary["metrics"])
+    except Exception as exc:  # a figure is no reason to lose the summary: the report says why
+        trouble = f"{type(exc).__name__}: {exc}"
     summary["durations"]["figures_s"] = round(time.perf_counter() - drawn, 3)
     shown = {"project": project, "bundle": files.root}
-    write_text_atomic(files.report, render(summary, artefact_entries(files.root, name), shown))
+    report = render(summary, artefact_entries(files.root, name), shown, trouble)
+    write_text_atomic(files.report, report)
     summary["artefacts"] = artefact_entries(files.root, name)
     check(summary, "summary", files.summary)
     write_json_atomic(files.summary, summary)

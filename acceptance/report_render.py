@@ -28,14 +28,20 @@ FIGURES = (
 )
 
 
-def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], where: dict[str, Path]) -> str:
-    """The report; ``where``: ``project`` and ``bundle`` folders, for relative paths."""
+def render(
+    summary: dict[str, Any],
+    artefacts: list[dict[str, Any]],
+    where: dict[str, Path],
+    figures_trouble: str | None = None,
+) -> str:
+    """The report; ``where``: ``project`` and ``bundle`` folders, for relative paths;
+    ``figures_trouble``: why the figures could not all be drawn, if so."""
     files = DatasetFiles(where["bundle"], summary["dataset"])
     lines = [
         *_verdict_section(summary),
         *_remedies_section(summary),
         *key_numbers(summary),
-        *_figures_section(files),
+        *_figures_section(files, figures_trouble),
         *_steps_section(summary),
         *_commands_section(summary, where),
         *_context_section(summary, files, where),
@@ -90,11 +96,13 @@ def _remedies_section(summary: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def _figures_section(files: DatasetFiles) -> list[str]:
+def _figures_section(files: DatasetFiles, trouble: str | None) -> list[str]:
     shown = [(n, what) for n, what in FIGURES if files.figure(n).is_file()]
-    if not shown:
+    if not shown and not trouble:
         return []
     lines = ["## Figures", ""]
+    if trouble:
+        lines += [f"Not every figure could be drawn: {trouble}", ""]
     for name, what in shown:
         rel = files.figure(name).relative_to(files.root).as_posix()
         lines += [f"{what}:", "", f"![{what}]({rel})", ""]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from acceptance import figures
+from acceptance import figure_jobs
 from acceptance import report as bundle_report
 from acceptance.junit import DatasetJUnit
 from acceptance.steps import STEPS, Collected
@@ -54,7 +54,7 @@ class ControllerPlugin:
         self.summaries: dict[str, dict[str, Any]] = {}
         if _workers(config):
             # The controller only waits while the workers run: import matplotlib meanwhile.
-            figures.warm_up()
+            figure_jobs.warm_up()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
