@@ -122,7 +122,13 @@ def _smoke(m: dict[str, Any]) -> list[Row]:
             (
                 "BC coefficient, first and last logged",
                 f"{_n(m['bc_coef_first'])} → {_n(m['bc_coef_last'])}",
-                f"{what} ({m['ppo_updates_logged']} update(s) logged)",
+                f"{what} ({m['ppo_updates_logged']} update(s) logged"
+                + (
+                    f", {m['critic_only_updates']} of them critic warm-up"
+                    if m.get("critic_only_updates")
+                    else ""
+                )
+                + ")",
             )
         )
     if "epoch_return" in m:

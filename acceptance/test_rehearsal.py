@@ -182,16 +182,20 @@ LOSS_PARTS = ("loss_policy", "loss_value", "entropy", "loss_bc")
 
 
 def _ppo_log_figures(path: Path) -> dict[str, Any]:
-    """What the smoke's PPO log shows: the BC coefficient at its first and last logged point,
-    the last update's loss parts and the epoch's return, as logged (nothing when absent)."""
+    """What the smoke's PPO log shows: the BC coefficient at its first and last logged point
+    (a critic warm-up update, which moves only the value network, aside; ``bc_coef_end``, the
+    coefficient at an update's last minibatch step, when the log has it), the last update's loss
+    parts and the epoch's return, as logged (nothing when absent)."""
     if not path.is_file():
         return {}
     lines = read_ppo_log(path)
-    if not lines:
+    policy = [line for line in lines if not line.get("critic_only")]
+    if not policy:
         return {}
-    first, last = lines[0], lines[-1]
+    first, last = policy[0], lines[-1]
     return {
         "ppo_updates_logged": len(lines),
+        "critic_only_updates": len(lines) - len(policy),
         "bc_coef_first": first["bc_coef"],
         "bc_coef_last": last.get("bc_coef_end", last["bc_coef"]),
         **{part: last[part] for part in LOSS_PARTS},

@@ -132,6 +132,10 @@ def test_key_numbers_are_rounded_and_set_against_what_judges_them() -> None:
     [
         ({}, "1.000 → 1.000 | did not move: the smoke shows no anneal"),
         ({"bc_coef_last": 0.0}, "1.000 → 0.000 | moved within the smoke"),
+        (
+            {"bc_coef_last": 0.0, "ppo_updates_logged": 3, "critic_only_updates": 1},
+            "(3 update(s) logged, 1 of them critic warm-up)",
+        ),
         ({"epoch_return": 500.0, "epoch_episodes": 4}, "| 500.0 (4 episode(s)) |"),
         ({}, "| none: no training episode ended |"),
         ({"world_size": 2}, "| World size of the smoke | 2 |"),
