@@ -71,7 +71,8 @@ def in_background(draw: Callable[..., Any], *args: Any) -> None:
     if not enabled():
         return
     if _HELPER:
-        _PENDING.append(_HELPER[0].submit(draw, *args))
+        with contextlib.suppress(Exception):  # a broken helper must not fail the step
+            _PENDING.append(_HELPER[0].submit(draw, *args))
         return
     thread = threading.Thread(target=_quietly, args=(draw, *args), name="figures", daemon=True)
     thread.start()
