@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gymnasium  # noqa: F401
 import h5py  # noqa: F401
 import pytest
 
@@ -25,8 +26,9 @@ from harness.datasets.recording import record_capture
 from .conftest import REPO, Dataset
 
 pytestmark = pytest.mark.slow
-# h5py is imported above, before any test: pytester restores sys.modules after each test, and
-# h5py's extension cannot be imported a second time in one process.
+# h5py and gymnasium are imported above, before any test: pytester restores sys.modules after
+# each test, h5py's extension cannot be imported a second time in one process, and a second
+# gymnasium would leave cached spaces of the first one's classes (isinstance checks fail).
 
 SUITE = REPO / "acceptance"
 POC_HYBRID = REPO / "configs" / "examples" / "poc_hybrid.yaml"
