@@ -189,13 +189,7 @@ def write_bundle(
         "pytest": pytest_info,
     }
     summary["missing"] = _missing(files, step_rows, json_report)
-    drawn, trouble = time.perf_counter(), None
-    try:  # what the worker did not draw (all of it, with -n), then the wall-clock figure
-        figure_jobs.now(drawing.draw_training, files, dataset_records(files.root, name))
-        figure_jobs.now(drawing.draw_wall_clock, files, step_rows, summary["metrics"])
-    except Exception as exc:  # a figure is no reason to lose the summary: the report says why
-        trouble = f"{type(exc).__name__}: {exc}"
-    summary["durations"]["figures_s"] = round(time.perf_counter() - drawn, 3)
+    summary["durations"]["figures_s"], trouble = _draw_figures(files, step_rows, summary["metrics"])
     shown = {"project": project, "bundle": files.root}
     report = render(summary, artefact_entries(files.root, name), shown, trouble)
     write_text_atomic(files.report, report)
@@ -204,6 +198,20 @@ def write_bundle(
     write_json_atomic(files.summary, summary)
     write_tag_manifest(files)  # last: it pins the summary and the report
     return summary
+
+
+def _draw_figures(
+    files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict[str, Any]
+) -> tuple[float, str | None]:
+    """What the worker did not draw (all of it, with -n), then the wall-clock figure; the
+    seconds it took here, and why a figure could not be drawn (None when all were)."""
+    started, trouble = time.perf_counter(), None
+    try:
+        figure_jobs.now(drawing.draw_training, files, dataset_records(files.root, files.dataset))
+        figure_jobs.now(drawing.draw_wall_clock, files, rows, metrics)
+    except Exception as exc:  # a figure is no reason to lose the summary: the report says why
+        trouble = f"{type(exc).__name__}: {exc}"
+    return round(time.perf_counter() - started, 3), trouble
 
 
 def shown_path(path: Path, project: Path) -> str:
