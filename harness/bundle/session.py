@@ -156,11 +156,11 @@ def _session_lines(doc: dict[str, Any]) -> list[str]:
     commit = doc["git_commit"] or "not a git checkout"
     if doc["git_dirty"]:
         commit += " (with uncommitted changes)"
-    workers = f"{doc['workers']} pytest-xdist workers" if doc["workers"] else "one process"
+    workers = f"on {doc['workers']} pytest-xdist workers" if doc["workers"] else "in one process"
     return [
         "## The session",
         "",
-        f"- Finished {doc['finished_at']} (started {doc['started_at']}), on {workers}; pytest "
+        f"- Finished {doc['finished_at']} (started {doc['started_at']}), {workers}; pytest "
         f"exit status {doc['exit_status']}.",
         f"- Commit {commit}.",
         "- Command, from the project folder:",
