@@ -5,13 +5,16 @@ more (docs/acceptance.md, Speed). The rehearsal's critical path is pytest's star
 drill, the end; a core is idle while pytest starts (the CLI runs have not begun) and while the
 drill runs (the smoke has ended). So:
 
-- a session without ``-n`` starts a *figure helper* (``start_helper``) at once: a spawned
-  process (no torch) that imports matplotlib while pytest starts, then draws what it is given;
-  the worker gives it the figures of training while it waits for the drill, and the controller
-  the wall-clock figure at the end;
+- a session without ``-n`` starts the *figure helper* (``acceptance/figure_helper.py``) at once:
+  a process that imports matplotlib while pytest starts, then draws what it is sent; the worker
+  sends it the figures of training while it waits for the drill, the controller the wall-clock
+  figure at the end. It dies with the session, like the CLI runs;
 - with ``-n``, a worker draws the figures of training in a thread while it waits for the drill
   (a helper per worker would compete with the workers themselves), and the controller imports
   matplotlib in a thread (``warm_up``) while it waits for its workers.
+
+Jobs are ``("training", folder, records)`` and ``("wall_clock", folder, rows, metrics)``:
+``acceptance/figures.py``'s functions and their arguments, as JSON.
 
 ``HARNESS_REHEARSAL_FIGURES=0`` draws nothing: ``benchmarks/bench_rehearsal.py --figures-cost``
 measures what the figures add with it. The report then shows none.
@@ -20,93 +23,136 @@ measures what the figures add with it. The report then shows none.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
-from harness.svgfigure import pyplot
+from acceptance.cli_runs import die_with_parent
 
 FIGURES_ENV = "HARNESS_REHEARSAL_FIGURES"
-T = TypeVar("T")
-_HELPER: list[ProcessPoolExecutor] = []
-_PENDING: list[Future[Any] | threading.Thread] = []
+PROJECT = Path(__file__).resolve().parents[1]
+_HELPER: list[subprocess.Popen[str]] = []
+_ANSWERS_DUE: list[int] = [0]  # jobs sent to the helper whose answer is not read yet
+_THREADS: list[threading.Thread] = []
 
 
 def enabled() -> bool:
     return os.environ.get(FIGURES_ENV, "1") != "0"
 
 
-def _helper_start(parent: int) -> None:
-    from acceptance.cli_runs import die_with_parent
-
-    die_with_parent(parent)  # a killed session leaves no helper behind
-    pyplot()
-
-
 def start_helper() -> None:
     """Start the figure helper now (a session without ``-n``); it imports matplotlib at once."""
-    if enabled() and not _HELPER:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch in it
-        pool = ProcessPoolExecutor(
-            1, mp_context=context, initializer=_helper_start, initargs=(os.getpid(),)
+    if not enabled() or _HELPER:
+        return
+    parent = os.getpid()
+    _HELPER.append(
+        subprocess.Popen(
+            [sys.executable, "-m", "acceptance.figure_helper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=PROJECT,
+            preexec_fn=lambda: die_with_parent(parent),
         )
-        _PENDING.append(pool.submit(int))  # the pool starts its process on the first job
-        _HELPER.append(pool)
+    )
 
 
 def warm_up() -> None:
     """Import matplotlib in a thread of this process (the controller of ``-n`` workers)."""
     if enabled() and not _HELPER:
-        thread = threading.Thread(target=pyplot, name="matplotlib-import", daemon=True)
-        thread.start()
-        _PENDING.append(thread)
+        _start_thread(_import_pyplot)
 
 
-def in_background(draw: Callable[..., Any], *args: Any) -> None:
+def _import_pyplot() -> None:
+    from harness.svgfigure import pyplot
+
+    pyplot()
+
+
+def _draw_here(job: str, *args: Any) -> None:
+    from acceptance import figures
+
+    draw = figures.draw_training if job == "training" else figures.draw_wall_clock
+    draw(*args)
+
+
+def _start_thread(target: Any, *args: Any) -> None:
+    def quietly() -> None:
+        with contextlib.suppress(Exception):  # a failed drawing: the controller redraws
+            target(*args)
+
+    thread = threading.Thread(target=quietly, name="figures", daemon=True)
+    thread.start()
+    _THREADS.append(thread)
+
+
+def _send(job: str, *args: Any) -> None:
+    helper = _HELPER[0]
+    assert helper.stdin is not None
+    line = json.dumps({"draw": job, "args": [str(args[0]), *args[1:]]})
+    helper.stdin.write(line + "\n")
+    helper.stdin.flush()
+    _ANSWERS_DUE[0] += 1
+
+
+def _answer() -> str | None:
+    """The next answer of the helper: None when the job was drawn, else why not."""
+    helper = _HELPER[0]
+    assert helper.stdout is not None
+    _ANSWERS_DUE[0] -= 1
+    line = helper.stdout.readline()
+    if not line:
+        return f"the figure helper exited with {helper.wait()}"
+    return json.loads(line).get("error")
+
+
+def in_background(job: str, *args: Any) -> None:
     """Draw in the helper, or in a thread; ``wait`` collects it. A failure is left to the
     controller, which draws every figure that is missing at the end."""
     if not enabled():
         return
     if _HELPER:
-        with contextlib.suppress(Exception):  # a broken helper must not fail the step
-            _PENDING.append(_HELPER[0].submit(draw, *args))
+        with contextlib.suppress(OSError):  # a dead helper must not fail the step
+            _send(job, *args)
         return
-    thread = threading.Thread(target=_quietly, args=(draw, *args), name="figures", daemon=True)
-    thread.start()
-    _PENDING.append(thread)
+    _start_thread(_draw_here, job, *args)
 
 
-def _quietly(draw: Callable[..., Any], *args: Any) -> None:
-    with contextlib.suppress(Exception):
-        draw(*args)
-
-
-def now(draw: Callable[..., T], *args: Any) -> T | None:
-    """Draw and wait for it (in the helper if there is one); None when figures are off."""
+def now(job: str, *args: Any) -> None:
+    """Draw and wait for it (in the helper if there is one); a failure raises."""
     if not enabled():
-        return None
+        return
     wait()
-    if _HELPER:
-        return _HELPER[0].submit(draw, *args).result()
-    return draw(*args)
+    if not _HELPER:
+        _draw_here(job, *args)
+        return
+    _send(job, *args)
+    trouble = _answer()
+    if trouble:
+        raise RuntimeError(trouble)
 
 
 def wait() -> None:
     """Collect what was drawn in the background, so that no figure is half drawn."""
-    while _PENDING:
-        job = _PENDING.pop(0)
-        if isinstance(job, threading.Thread):
-            job.join()
-        else:
-            with contextlib.suppress(Exception):  # a failed drawing: the controller redraws
-                job.result()
+    while _THREADS:
+        _THREADS.pop().join()
+    while _HELPER and _ANSWERS_DUE[0] > 0:
+        _answer()  # a failed drawing: the controller draws what is missing
 
 
 def stop() -> None:
-    """Wait for the drawing, then let the helper exit."""
+    """Wait for the drawing, then let the helper exit (its stdin closes)."""
     wait()
     while _HELPER:
-        _HELPER.pop().shutdown(wait=True)
+        helper = _HELPER.pop()
+        with contextlib.suppress(OSError):
+            if helper.stdin is not None:
+                helper.stdin.close()
+        try:
+            helper.wait(10)
+        except subprocess.TimeoutExpired:
+            helper.kill()

@@ -20,17 +20,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.bundle import DatasetFiles
 from harness.svgfigure import pyplot, save_svg
 
 WIDTH, HEIGHT = 6.4, 3.2  # inches: readable inline in a Markdown report
+# Each function takes the dataset's figures folder (``DatasetFiles.figures``) and plain data, and
+# this module imports nothing of the harness but ``svgfigure``: the figure helper
+# (``acceptance/figure_helper.py``) starts fast and is given its work as JSON.
+
+
+TRAINING = ("bc_training", "bc_per_action", "smoke_returns")  # drawn by draw_training
 
 
 def _plt() -> Any:
     return pyplot()
 
 
-def draw_training(files: DatasetFiles, records: list[dict[str, Any]]) -> list[Path]:
+def draw_training(folder: Path, records: list[dict[str, Any]]) -> list[Path]:
     """The figures of step 2's BC run and of the smoke, from the dataset's run log records;
     those on disk already (drawn while the worker waited) are left as they are."""
     bc = _last(records, "bc_trainer", "bc")
@@ -45,7 +50,7 @@ def draw_training(files: DatasetFiles, records: list[dict[str, Any]]) -> list[Pa
     }
     drawn = []
     for name, (draw, record) in wanted.items():
-        path = files.figure(name)
+        path = folder / f"{name}.svg"
         if record is not None and not path.is_file():
             draw(path, record)
         if path.is_file():
@@ -136,7 +141,7 @@ def _smoke_returns(path: Path, ppo: dict[str, Any]) -> Path:
     return path
 
 
-def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict) -> Path | None:
+def draw_wall_clock(folder: Path, rows: list[dict[str, Any]], metrics: dict) -> Path:
     """Each step's wall-clock (the summary's rows), and the CLI runs' own, which overlap them."""
     plt = _plt()
     labels, seconds, colours = [], [], []
@@ -159,5 +164,5 @@ def draw_wall_clock(files: DatasetFiles, rows: list[dict[str, Any]], metrics: di
     ax.grid(axis="x", alpha=0.3)
     # No tight_layout: one axes, and save_svg's tight bounding box already fits the labels;
     # drawn at the session's end, its text layouts are most of what this figure costs.
-    save_svg(fig, files.figure("wall_clock"))
-    return files.figure("wall_clock")
+    save_svg(fig, folder / "wall_clock.svg")
+    return folder / "wall_clock.svg"

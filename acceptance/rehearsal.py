@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acceptance import figure_jobs, figures
+from acceptance import figure_jobs
 from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun
@@ -227,7 +227,7 @@ class Rehearsal:
             # waits: the figures of step 2 and of the smoke are drawn meanwhile, collected at
             # the end of the session (``close``; acceptance/figure_jobs.py).
             records = dataset_records(self.bundle, self.name)
-            figure_jobs.in_background(figures.draw_training, self.files, records)
+            figure_jobs.in_background("training", self.files.figures, records)
         result = self._cli[run].wait()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))

@@ -206,9 +206,14 @@ def _draw_figures(
     """What the worker did not draw (all of it, with -n), then the wall-clock figure; the
     seconds it took here, and why a figure could not be drawn (None when all were)."""
     started, trouble = time.perf_counter(), None
+    if not figure_jobs.enabled():
+        return 0.0, None
     try:
-        figure_jobs.now(drawing.draw_training, files, dataset_records(files.root, files.dataset))
-        figure_jobs.now(drawing.draw_wall_clock, files, rows, metrics)
+        figure_jobs.wait()
+        if not all(files.figure(name).is_file() for name in drawing.TRAINING):
+            records = dataset_records(files.root, files.dataset)
+            figure_jobs.now("training", files.figures, records)
+        figure_jobs.now("wall_clock", files.figures, rows, metrics)
     except Exception as exc:  # a figure is no reason to lose the summary: the report says why
         trouble = f"{type(exc).__name__}: {exc}"
     return round(time.perf_counter() - started, 3), trouble

@@ -46,13 +46,14 @@ def ppo_record() -> dict[str, Any]:
 
 def draw(root: Path, records: list[dict[str, Any]]) -> dict[str, bytes]:
     files = DatasetFiles(root, "d")
-    drawn = figures.draw_training(files, records)
+    drawn = figures.draw_training(files.figures, records)
     rows = [
         {"step": "bc_trainer", "title": "BC", "outcome": "passed", "duration_s": 2.5},
         {"step": "anneal_smoke", "title": "Smoke", "outcome": "failed", "duration_s": 0.5},
     ]
-    wall_clock = figures.draw_wall_clock(files, rows, {"anneal_smoke": {"cli_seconds": 3.0}})
-    assert wall_clock is not None
+    wall_clock = figures.draw_wall_clock(
+        files.figures, rows, {"anneal_smoke": {"cli_seconds": 3.0}}
+    )
     return {p.name: p.read_bytes() for p in [*drawn, wall_clock]}
 
 
