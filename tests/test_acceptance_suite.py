@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium  # noqa: F401
+import h5py  # noqa: F401
 import pytest
 
 from harness.bundle import DatasetFiles, comparable, verify_bundle
@@ -21,9 +22,10 @@ from harness.datasets.recording import record_capture
 
 from .conftest import REPO, Dataset, copy_dataset
 
-# gymnasium is imported above, before any test: pytester restores sys.modules after each test,
-# so a test that imported it first (random_dataset records a capture) would leave the next one a
-# second copy of its classes, and isinstance checks against the first copy's spaces then fail.
+# gymnasium and h5py are imported above, before any test: pytester restores sys.modules after
+# each test, so a test that imported them first (random_dataset records a capture) would leave
+# the next one a second gymnasium, whose classes fail isinstance checks against the first's
+# spaces, and h5py, whose extension cannot be imported twice in one process.
 SUITE = REPO / "acceptance"
 STEPS = ["dataset_integrity", "bc_trainer", "anneal_smoke", "rollback_drill", "artefact_capture"]
 
