@@ -1,6 +1,6 @@
-"""Writing the rehearsal's bundle: merging each run's records into the shared run log,
-clearing a dataset before it is rehearsed again, the summary's artefact entries, and the tag
-manifest that pins the summary and the report (written last).
+"""Writing the rehearsal's bundle: merging each run's records into the shared run log, the
+summary's artefact entries, and the tag manifest that pins the summary and the report (written
+last). Clearing a dataset lives in ``harness.bundle.clear`` (``harness bundle clear`` needs it).
 
 Only the rehearsal writes bundles; readers (``harness bundle verify|compare``) need just the
 layout, which both sides take from ``harness.bundle``.
@@ -8,16 +8,17 @@ layout, which both sides take from ``harness.bundle``.
 
 from __future__ import annotations
 
-import glob
-import shutil
 from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
-from harness.bundle import LOGS_DIR, RUN_LOG, DatasetFiles, dataset_records, records_digest, run_log
+from harness.bundle import LOGS_DIR, RUN_LOG, DatasetFiles, dataset_records, records_digest
+from harness.bundle.clear import clear_dataset
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
 from harness.training.runlog import update_log
+
+__all__ = ["artefact_entries", "clear_dataset", "merge_run", "write_tag_manifest"]
 
 # The training runs of a rehearsal, in the order their records are kept in the shared run log.
 RUN_ORDER = ("bc_trainer", "anneal_smoke", "rollback_drill")
@@ -43,26 +44,6 @@ def merge_run(root: Path, dataset: str, run: str, records: list[dict[str, Any]])
         return sorted([*kept, *mine], key=_sort_key)  # sorted() is stable
 
     return update_log(root / LOGS_DIR, change, f"records of {dataset}/{run} being merged")
-
-
-def clear_dataset(root: Path, dataset: str) -> None:
-    """Remove everything a dataset owns in the bundle, its records in the run log included,
-    so that a rerun cannot leave stale files of an earlier run beside its own."""
-    files = DatasetFiles(root, dataset)
-    for path in files.files:
-        path.unlink(missing_ok=True)
-        # A session killed mid-write leaves its atomic writer's temporary file beside the target
-        # (``harness.atomic``: ``.<name>.<random>.tmp``); the session lock makes it stale now.
-        for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-            leftover.unlink(missing_ok=True)
-    if files.runs.exists():
-        shutil.rmtree(files.runs)
-    if run_log(root).exists():
-        update_log(
-            root / LOGS_DIR,
-            lambda records: [r for r in records if r.get("dataset") != dataset],
-            f"records of {dataset} being removed",
-        )
 
 
 def artefact_entries(

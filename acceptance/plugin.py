@@ -3,10 +3,10 @@
 Loaded by the root ``conftest.py`` (which also registers the options), so it
 is present in every session but acts only in a *rehearsal session*: one whose arguments name
 ``acceptance/`` or a file in it. Roles follow pytest-xdist's: workers (or the only process, with
-no ``-n``) run the steps; the controller collects every step's report and, at the end of the
-session, writes each dataset's pytest JSON report, ``acceptance_report_<dataset>.md`` and
-``summary_<dataset>.json``. At the start it clears the files of the datasets about to be
-rehearsed, so a rerun never leaves stale files of an earlier one beside its own.
+no ``-n``) run the steps; the controller (``acceptance/session.py``) collects every step's
+report and, at the end of the session, writes each dataset's files and the session's verdict.
+At the start it clears the files of the datasets about to be rehearsed, so a rerun never leaves
+stale files of an earlier one beside its own, and with ``--fresh`` every other dataset's.
 
 The controller holds each rehearsed dataset's bundle lock for the whole session (``bundle_lock``):
 a second session on the same dataset and bundle waits ``BUNDLE_WAIT_S``, then stops with one
@@ -19,14 +19,13 @@ import atexit
 import contextlib
 import gc
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from acceptance import report as bundle_report
+from acceptance import figure_jobs
 from acceptance.base_config import (
     BaseConfig,
     choose_base_config,
@@ -35,16 +34,15 @@ from acceptance.base_config import (
 )
 from acceptance.bundle_writer import clear_dataset
 from acceptance.cli_runs import die_with_parent
-from acceptance.steps import STEP, STEPS, Collected, Step
-from harness.bundle import DEFAULT_BUNDLE, DatasetFiles
+from acceptance.session import PROPERTY, ControllerPlugin
+from acceptance.steps import STEP, Step
+from harness.bundle import DEFAULT_BUNDLE
+from harness.bundle.layout import bundle_lock, datasets_in
 from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
-from harness.formatting import utc_now
 from harness.locking import exclusive
-from harness.validation import load_json
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
-PROPERTY = "rehearsal"  # the user property naming an item's dataset and step
 
 
 @dataclass
@@ -139,6 +137,17 @@ def _rehearsal_session(config: pytest.Config) -> bool:
 # --- configuration ----------------------------------------------------------------------------
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The other rehearsal options are the root conftest's; this one is the bundle's own.
+    parser.getgroup("rehearsal").addoption(
+        "--fresh",
+        action="store_true",
+        default=False,
+        help="clear every dataset an earlier session left in the bundle before rehearsing "
+        "(default: keep them, listed as stale in acceptance_report.md)",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     project = config.rootpath
@@ -179,11 +188,18 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.json_report_file = None
             if config.option.json_report_verbosity is None:
                 config.option.json_report_verbosity = 0  # no "auto-save skipped" line
+    if active and is_controller(config) and not getattr(config.option, "numprocesses", None):
+        # No workers: a helper process imports matplotlib now, while pytest starts on one core
+        # and the other is idle, and later draws the figures (acceptance/figure_jobs.py).
+        figure_jobs.start_helper()
     if active and is_controller(config):
-        config.pluginmanager.register(ControllerPlugin(config), "rehearsal-bundle-writer")
+        config.pluginmanager.register(
+            ControllerPlugin(config, settings(config)), "rehearsal-bundle-writer"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    figure_jobs.stop()
     locks = config.stash.get(BUNDLE_LOCKS, None)
     if locks is not None:
         locks.close()
@@ -200,12 +216,6 @@ def _dataset_option(config: pytest.Config) -> str:
             "under data/bc_datasets/ or a manifest path (or leave --dataset out for idle_v1)"
         )
     return text
-
-
-def bundle_lock(bundle: Path, dataset: str) -> Path:
-    """The lock a session holds while it rehearses ``dataset`` into ``bundle``: beside the
-    bundle folder, not in it, so that ``harness bundle verify`` never meets it."""
-    return bundle.parent / f".{bundle.name}.{dataset}.lock"
 
 
 def _hold_bundle(bundle: Path, datasets: list[str]) -> contextlib.ExitStack:
@@ -323,7 +333,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-# --- the controller: collect, then write the bundle ------------------------------------------
+# --- the controller: clear, then (acceptance/session.py) collect and write the bundle -------
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -332,107 +342,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if opts.active and is_controller(session.config):
         for ref in opts.datasets:
             clear_dataset(opts.bundle, ref.name)
+        if session.config.getoption("fresh"):
+            _clear_others(opts.bundle, {ref.name for ref in opts.datasets})
 
 
-class ControllerPlugin:
-    """Registered on the controller of a rehearsal session: collects each step's reports (from
-    every worker) and writes each dataset's pytest JSON report, report and summary."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.opts = settings(config)
-        self.started = time.perf_counter()
-        self.started_at = utc_now()
-        self.steps: dict[tuple[str, str], Collected] = {}
-        self.json_report: dict[str, Any] | None = None
-        self.problems: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
-        if PROPERTY not in props:
-            return
-        key = (props[PROPERTY]["dataset"], props[PROPERTY]["step"])
-        seen = self.steps.setdefault(key, Collected(report.nodeid))
-        seen.duration += report.duration
-        if isinstance(props.get("metrics"), dict):
-            seen.metrics.update(props["metrics"])
-        if isinstance(props.get("cause"), dict):
-            seen.cause = props["cause"]
-        outcome = _outcome(report)
-        if outcome is not None and seen.outcome in ("not run", "passed"):
-            seen.outcome = outcome
-            seen.message = None if outcome == "passed" else _message(report)
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
-        # pytest-json-report leaves "environment" empty with pytest-metadata 3: fill it.
-        json_report["environment"] = bundle_report.environment(self.opts.project)
-        self.json_report = json_report
-
-    @pytest.hookimpl(trylast=True)  # after pytest-json-report has built its report
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        session_s = time.perf_counter() - self.started
-        for ref in self.opts.datasets:
-            try:
-                bundle_report.write_bundle(
-                    DatasetFiles(self.opts.bundle, ref.name),
-                    ref,
-                    self.opts.dataset_args[ref.name],
-                    project=self.opts.project,
-                    base=self.opts.base_configs.get(ref.name),
-                    steps=[(s, self.steps.get((ref.name, s.key), Collected(None))) for s in STEPS],
-                    json_report=self.json_report,
-                    session_s=session_s,
-                    started_at=self.started_at,
-                    pytest_info={
-                        "args": list(self.config.invocation_params.args),
-                        "workers": _workers(self.config),
-                        "exitstatus": int(exitstatus),
-                    },
-                )
-            except (OSError, HarnessError, ValueError) as exc:
-                self.problems.append(f"{ref.name}: the bundle could not be written: {exc}")
-        if self.problems and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        terminalreporter.write_sep("-", f"acceptance bundle: {self.opts.bundle}")
-        for ref in self.opts.datasets:
-            files = DatasetFiles(self.opts.bundle, ref.name)
-            verdict = "not written"
-            if files.summary.is_file():
-                passed = load_json(files.summary, "summary")["passed"]
-                verdict = "PASSED" if passed else "FAILED"
-            terminalreporter.write_line(f"{ref.name}: rehearsal {verdict}; {files.report.name}")
-        for problem in self.problems:
-            terminalreporter.write_line(problem, red=True)
-
-
-def _outcome(report: pytest.TestReport) -> str | None:
-    if report.when == "setup":
-        if report.skipped:
-            return "aborted" if _message(report).startswith("aborted:") else "skipped"
-        return "error" if report.failed else None
-    if report.when == "call":
-        return report.outcome
-    return "error" if report.failed else None
-
-
-def _message(report: pytest.TestReport) -> str:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: reason")
-        text = longrepr[2].removeprefix("Skipped: ")
-    else:
-        crash = getattr(longrepr, "reprcrash", None)
-        text = crash.message if crash is not None else str(longrepr)
-        # The assertion's own message; pytest's introspection lines after it hold reprs.
-        text = text.strip().split("\n", 1)[0].removeprefix("AssertionError: ")
-        text = text.removeprefix("Failed: ")  # pytest.fail: a step's own one-line verdict
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= 600 else one_line[:597] + "..."
-
-
-def _workers(config: pytest.Config) -> int:
-    numprocesses = getattr(config.option, "numprocesses", None)
-    dist = getattr(config.option, "dist", "no")
-    return int(numprocesses or 0) if dist != "no" else 0
+def _clear_others(bundle: Path, mine: set[str]) -> None:
+    """``--fresh``: clear every other dataset of the bundle, each under its own bundle lock (a
+    session rehearsing one into the bundle makes this one stop, as for its own datasets)."""
+    if not bundle.is_dir():
+        return
+    for name in sorted(datasets_in(bundle) - mine):
+        with _hold_bundle(bundle, [name]):
+            clear_dataset(bundle, name)

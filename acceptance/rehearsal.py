@@ -23,12 +23,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acceptance import figure_jobs
 from acceptance.base_config import DEFAULT_DRILL_THRESHOLD, BaseConfig
 from acceptance.bundle_writer import merge_run
 from acceptance.cli_runs import CLIResult, CLIRun, launch_argv
 from acceptance.drill import DrillThreshold, drill_threshold
 from harness.atomic import write_bytes_atomic
 from harness.bundle import DatasetFiles, dataset_records
+from harness.bundle.layout import STORE_DIR
 from harness.config import Config, load_config, overlay
 from harness.datasets.checksums import load_sheet
 from harness.datasets.curation import reading
@@ -90,7 +92,13 @@ class Rehearsal:
         overlay(
             self.base.path,
             self.files.config,
-            [f"output.log_dir={smoke / 'logs'}", f"output.checkpoint_dir={smoke / 'checkpoints'}"],
+            [
+                f"output.log_dir={smoke / 'logs'}",
+                f"output.checkpoint_dir={smoke / STORE_DIR}",
+                # Every run writes TensorBoard event files into its logs/ folder, so that
+                # ``tensorboard --logdir <bundle>/runs`` shows the rehearsal's runs.
+                "output.tensorboard=true",
+            ],
             dataset=str(self.ref.manifest),
             cwd=self.bundle,
         )
@@ -104,7 +112,7 @@ class Rehearsal:
             [
                 f"bc.accuracy_threshold={threshold!r}",
                 f"output.log_dir={drill / 'logs'}",
-                f"output.checkpoint_dir={drill / 'checkpoints'}",
+                f"output.checkpoint_dir={drill / STORE_DIR}",
             ],
             cwd=self.bundle,
         )
@@ -140,7 +148,7 @@ class Rehearsal:
                 self.files.config,
                 overrides={
                     "output.log_dir": folder / "logs",
-                    "output.checkpoint_dir": folder / "checkpoints",
+                    "output.checkpoint_dir": folder / STORE_DIR,
                 },
                 run="bc_trainer",
                 progress=False,
@@ -182,8 +190,8 @@ class Rehearsal:
                 return  # no threshold can fail the gate: the drill step says so, runs nothing
             # The drill runs against a store that already holds a promoted checkpoint: a copy of
             # the BC step's store (its own folder, so no two runs ever write the same file).
-            store = self.files.run("rollback_drill") / "checkpoints"
-            seed = self.files.run("bc_trainer") / "checkpoints"
+            store = self.files.run("rollback_drill") / STORE_DIR
+            seed = self.files.run("bc_trainer") / STORE_DIR
             if seed.is_dir() and not store.exists():
                 shutil.copytree(seed, store)
             promoted = CheckpointStore(store).promoted()
@@ -212,11 +220,17 @@ class Rehearsal:
     def finish(self, run: str) -> CLIResult:
         """Wait for a CLI run (starting it first if need be); merge its records into the bundle."""
         if run == "rollback_drill" and run not in self._cli:
-            store = CheckpointStore(self.files.run("bc_trainer") / "checkpoints")
+            store = CheckpointStore(self.files.run("bc_trainer") / STORE_DIR)
             if store.promoted() is None:
                 self.bc()  # the drill needs the BC step's promoted checkpoint
         self.steps.add(run)
         self.start(run)
+        if run == "rollback_drill":
+            # While the drill runs (the smoke has ended: a core is free), this process only
+            # waits: the figures of step 2 and of the smoke are drawn meanwhile, collected at
+            # the end of the session (``close``; acceptance/figure_jobs.py).
+            records = dataset_records(self.bundle, self.name)
+            figure_jobs.in_background("training", self.files.figures, records)
         result = self._cli[run].wait()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))
@@ -238,3 +252,4 @@ class Rehearsal:
     def close(self) -> None:
         for run in self._cli.values():
             run.kill()
+        figure_jobs.wait()  # the figures drawn in the background are whole before the session ends

@@ -1,9 +1,10 @@
-"""A dataset's end-of-session bundle files: the filtered pytest JSON report, the human-readable
-``acceptance_report_<dataset>.md`` and ``summary_<dataset>.json`` (schema
-``harness/schemas/summary.schema.json``). Written by the controller only, each atomically.
+"""A dataset's end-of-session bundle files: the filtered pytest JSON report, the figures,
+``summary_<dataset>.json`` (schema ``harness/schemas/summary.schema.json``) and the
+human-readable ``acceptance_report_<dataset>.md`` (``acceptance/report_render.py``). Written by
+the controller only, each atomically.
 
-Wall-clock figures are shown against the outline's runtime baseline as information: the
-rehearsal never gates on time (the machines are shared and noisy).
+Paths in the summary and the report are relative to the project folder (or to the bundle) when
+they are inside it, so a bundle reads the same on every machine.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import platform
 import shlex
 import socket
 import subprocess
+import time
 from collections import Counter
 from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from acceptance import figure_jobs
+from acceptance import figures as drawing
 from acceptance.base_config import BaseConfig
 from acceptance.bundle_writer import artefact_entries, write_tag_manifest
-from acceptance.remedies import cause_title, remedial_action
+from acceptance.remedies import remedial_action
+from acceptance.report_render import render
 from acceptance.steps import STEP, Collected, Step
-from harness.atomic import dumps_json, write_json_atomic, write_text_atomic
-from harness.bundle import RUN_LOG, DatasetFiles
+from harness.atomic import write_json_atomic, write_text_atomic
+from harness.bundle import DatasetFiles, dataset_records
 from harness.datasets.registry import DatasetRef
 from harness.formatting import utc_now
 from harness.validation import check
@@ -158,15 +163,15 @@ def write_bundle(
         # default=str, as pytest-json-report itself saves values JSON has no type for.
         text = json.dumps(_pytest_report(json_report, nodeids), indent=2, default=str)
         write_text_atomic(files.pytest_report, text + "\n")
-    base_text = str(base.path) if base else "(none: the manifest could not be read)"
+    base_text = shown_path(base.path, project) if base else "(none: the manifest could not be read)"
     figures = {"name": name, "arg": arg, "base": base_text, "options": _rerun_options(pytest_info)}
     step_rows = _steps(steps, figures)
     summary: dict[str, Any] = {
         "schema_version": 1,
         "dataset": name,
-        "manifest": str(ref.manifest.resolve()),
-        "checksums": str(ref.checksums.resolve()),
-        "base_config": base.to_json() if base else None,
+        "manifest": shown_path(ref.manifest, project),
+        "checksums": shown_path(ref.checksums, project),
+        "base_config": {**base.to_json(), "path": shown_path(base.path, project)} if base else None,
         "passed": all(row["outcome"] == "passed" for row in step_rows),
         "started_at": started_at,
         "finished_at": utc_now(),
@@ -174,6 +179,7 @@ def write_bundle(
             "session_s": round(session_s, 3),
             "steps_s": round(sum(row["duration_s"] or 0.0 for row in step_rows), 3),
             "baseline_s": BASELINE_S,
+            "figures_s": 0.0,
         },
         "steps": step_rows,
         "metrics": {step.key: seen.metrics for step, seen in steps if seen.metrics},
@@ -183,12 +189,40 @@ def write_bundle(
         "pytest": pytest_info,
     }
     summary["missing"] = _missing(files, step_rows, json_report)
-    write_text_atomic(files.report, render(summary, artefact_entries(files.root, name), files))
+    summary["durations"]["figures_s"], trouble = _draw_figures(files, step_rows, summary["metrics"])
+    shown = {"project": project, "bundle": files.root}
+    report = render(summary, artefact_entries(files.root, name), shown, trouble)
+    write_text_atomic(files.report, report)
     summary["artefacts"] = artefact_entries(files.root, name)
     check(summary, "summary", files.summary)
     write_json_atomic(files.summary, summary)
     write_tag_manifest(files)  # last: it pins the summary and the report
     return summary
+
+
+def _draw_figures(
+    files: DatasetFiles, rows: list[dict[str, Any]], metrics: dict[str, Any]
+) -> tuple[float, str | None]:
+    """What the worker did not draw (all of it, with -n), then the wall-clock figure; the
+    seconds it took here, and why a figure could not be drawn (None when all were)."""
+    started, trouble = time.perf_counter(), None
+    if not figure_jobs.enabled():
+        return 0.0, None
+    try:
+        figure_jobs.wait()
+        if not all(files.figure(name).is_file() for name in drawing.TRAINING):
+            records = dataset_records(files.root, files.dataset)
+            figure_jobs.now("training", files.figures, records)
+        figure_jobs.now("wall_clock", files.figures, rows, metrics)
+    except Exception as exc:  # a figure is no reason to lose the summary: the report says why
+        trouble = f"{type(exc).__name__}: {exc}"
+    return round(time.perf_counter() - started, 3), trouble
+
+
+def shown_path(path: Path, project: Path) -> str:
+    """``path`` relative to the project folder when inside it, else absolute (posix)."""
+    real = path.resolve()
+    return real.relative_to(project).as_posix() if real.is_relative_to(project) else str(real)
 
 
 RERUN_OPTIONS = ("--base-config", "--drill-threshold", "--bundle")
@@ -203,144 +237,3 @@ def _rerun_options(pytest_info: dict[str, Any]) -> str:
         elif arg.startswith(tuple(f"{o}=" for o in RERUN_OPTIONS)):
             kept.append(arg)
     return "".join(f" {shlex.quote(k)}" for k in kept)
-
-
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def render(summary: dict[str, Any], artefacts: list[dict[str, Any]], files: DatasetFiles) -> str:
-    """The human-readable report: verdict, steps against the baseline, failures and what to
-    do, metrics, artefact paths. Every section but the last ends with a blank line."""
-    lines = [
-        *_header_section(summary, files),
-        *_steps_section(summary),
-        *_failures_section(summary),
-        *_missing_section(summary),
-        *_metrics_section(summary),
-        *_artefacts_section(artefacts, files),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _header_section(summary: dict[str, Any], files: DatasetFiles) -> list[str]:
-    """The verdict, where and with what the rehearsal ran, and what it read."""
-    env = summary["environment"]
-    verdict = "PASSED" if summary["passed"] else "FAILED"
-    commit = (env["git_commit"] or "not a git checkout")[:12]
-    if env["git_dirty"]:
-        commit += " (with uncommitted changes)"
-    return [
-        f"# Acceptance report: {summary['dataset']}: {verdict}",
-        "",
-        f"Phase 5.4 ops rehearsal, {summary['finished_at']}; commit {commit}; host "
-        f"{env['host']}; Python {env['python']}, PyTorch {env['torch']}, Gymnasium "
-        f"{env['gymnasium']}.",
-        "",
-        f"- Manifest: `{summary['manifest']}`",
-        f"- Checksum sheet: `{summary['checksums']}`",
-        f"- Base config: {_base_line(summary.get('base_config'))}",
-        *_drill_lines(summary["metrics"].get("rollback_drill", {})),
-        f"- Bundle: `{files.root}`",
-        "",
-    ]
-
-
-def _base_line(base: dict[str, str] | None) -> str:
-    if base is None:
-        return "none (the manifest could not be read)"
-    why = BaseConfig(Path(base["path"]), base["chosen_by"]).why
-    return f"`{base['path']}` ({why}); the environment is the manifest's"
-
-
-def _drill_lines(drill: dict[str, Any]) -> list[str]:
-    """The rollback drill's threshold: asked, used, and why (once the drill set it)."""
-    if "threshold_asked" not in drill:
-        return []
-    used = drill["threshold"]
-    shown = "none" if used is None else f"{used:g}"
-    raised = " (raised)" if drill["threshold_raised"] else ""
-    return [
-        f"- Rollback drill threshold: asked {drill['threshold_asked']:g}, used {shown}{raised}: "
-        f"{drill['threshold_why']}."
-    ]
-
-
-def _steps_section(summary: dict[str, Any]) -> list[str]:
-    """The steps' outcomes and wall-clock, and the session against the baseline."""
-    durations = summary["durations"]
-    lines = ["## Steps", "", "| # | step | outcome | wall-clock |", "| --- | --- | --- | --- |"]
-    for number, row in enumerate(summary["steps"], 1):
-        outcome = row["outcome"] if row["outcome"] == "passed" else f"**{row['outcome'].upper()}**"
-        lines.append(f"| {number} | {row['title']} | {outcome} | {_seconds(row['duration_s'])} |")
-    ratio = durations["session_s"] / durations["baseline_s"]
-    return [
-        *lines,
-        "",
-        f"Wall-clock: this dataset's steps {_seconds(durations['steps_s'])}, the whole session "
-        f"{_seconds(durations['session_s'])} ({summary['pytest']['workers'] or 'no'} xdist "
-        f"workers), against the outline's baseline of {durations['baseline_s']:g} s for the BC "
-        f"and anneal suites: {ratio:.1f}x. Information only; the rehearsal never gates on time.",
-        "",
-    ]
-
-
-def _failures_section(summary: dict[str, Any]) -> list[str]:
-    """Each step that did not pass, its message and remedial action (nothing when all passed)."""
-    problems = [row for row in summary["steps"] if row["outcome"] != "passed"]
-    if not problems:
-        return []
-    lines = ["## What failed and what to do", ""]
-    for row in problems:
-        message = row["message"] or "-"
-        if not message.startswith(row["outcome"]):
-            message = f"{row['outcome']}: {message}"
-        lines.append(f"- **{row['title']}**: {message}")
-        title = cause_title({"key": row.get("cause")})
-        if title:
-            lines.append(f"  - Cause: {title}.")
-        lines.append(f"  - Remedial action: {row['remedial_action']}")
-    return [*lines, ""]
-
-
-def _missing_section(summary: dict[str, Any]) -> list[str]:
-    if not summary["missing"]:
-        return []
-    return [
-        "## Missing artefacts",
-        "",
-        *(f"- `{m['path']}`: {m['why']}" for m in summary["missing"]),
-        "",
-    ]
-
-
-def _metrics_section(summary: dict[str, Any]) -> list[str]:
-    lines = ["## Metrics", ""]
-    for step, metrics in summary["metrics"].items():
-        shown = ", ".join(f"{k} `{_short(v)}`" for k, v in metrics.items())
-        lines.append(f"- {step}: {shown}")
-    return [*lines, ""]
-
-
-def _artefacts_section(artefacts: list[dict[str, Any]], files: DatasetFiles) -> list[str]:
-    """The artefacts' paths; their digests are in the summary, listed last."""
-    lines = [
-        "## Artefacts",
-        "",
-        f"Paths relative to the bundle; sha256 and sizes are in `{files.summary.name}`, whose "
-        f"own sha256 and this report's are in `{files.tag_manifest.name}` (check them later "
-        f"with `harness bundle verify {files.root}`).",
-        "",
-    ]
-    for entry in artefacts:
-        what = (
-            f" (this dataset's records, {entry['bytes']} bytes)" if entry["path"] == RUN_LOG else ""
-        )
-        lines.append(f"- `{entry['path']}`{what}")
-    return [*lines, f"- `{files.summary.name}`", f"- `{files.tag_manifest.name}`"]
-
-
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else dumps_json(value).replace("\n", " ")
-    text = " ".join(text.split())
-    return text if len(text) <= 160 else text[:157] + "..."

@@ -9,6 +9,7 @@ integrity check skips the dataset's later steps) and writes the bundle's summary
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from acceptance.diagnosis import (
 from acceptance.plugin import FAILED
 from acceptance.rehearsal import Rehearsal
 from acceptance.steps import STEP, STEPS
+from harness.atomic import dumps_json
 from harness.config import changed_keys, load_config
 from harness.errors import EXIT_OK, EXIT_ROLLED_BACK, HarnessError, IntegrityError
 from harness.hashing import sha256_file
@@ -84,6 +86,7 @@ def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
             "promoted_checkpoint": result.promoted_checkpoint,
             "train": result.train_size,
             "holdout": result.holdout_size,
+            **_per_action(result),
         },
     )
     assert result.threshold == rehearsal.config().bc.accuracy_threshold
@@ -107,6 +110,15 @@ def test_bc_trainer(rehearsal: Rehearsal, record_property: Record) -> None:
         )
     # The drill's store is a copy of this run's store, which now holds a promoted checkpoint.
     rehearsal.start("rollback_drill")
+
+
+def _per_action(result: BCResult) -> dict[str, Any]:
+    """Recall per action (discrete) or mean absolute error per dimension (continuous)."""
+    if result.per_action_recall is not None:
+        return {"per_action_recall": result.per_action_recall}
+    if result.mae_per_dimension is not None:
+        return {"mae_per_dimension": result.mae_per_dimension}
+    return {}
 
 
 def _train_bc(rehearsal: Rehearsal, record: Record) -> BCResult:
@@ -138,6 +150,7 @@ def test_anneal_smoke(rehearsal: Rehearsal, record_property: Record) -> None:
             "mean_return": ppo[-1]["mean_return"] if ppo else None,
             "baseline_mean_return": ppo[-1]["baseline_mean_return"] if ppo else None,
             "checkpoint": ppo[-1]["checkpoint"]["id"] if ppo else None,
+            **_ppo_log_figures(rehearsal.files.ppo_log),
             "world_size": bc[-1].get("world_size") if bc else None,
         },
     )
@@ -162,6 +175,33 @@ def test_anneal_smoke(rehearsal: Rehearsal, record_property: Record) -> None:
     logged = rehearsal.config().output.log_dir / ppo[0]["ppo_log"]
     if logged.resolve() != rehearsal.files.ppo_log.resolve():
         wrong(f"the ppo record names the PPO log {ppo[0]['ppo_log']}")
+
+
+# The PPO log's loss parts, as the last update logged them (means over its minibatches).
+LOSS_PARTS = ("loss_policy", "loss_value", "entropy", "loss_bc")
+
+
+def _ppo_log_figures(path: Path) -> dict[str, Any]:
+    """What the smoke's PPO log shows: the BC coefficient at its first and last logged point
+    (a critic warm-up update, which moves only the value network, aside; ``bc_coef_end``, the
+    coefficient at an update's last minibatch step, when the log has it), the last update's loss
+    parts and the epoch's return, as logged (nothing when absent)."""
+    if not path.is_file():
+        return {}
+    lines = read_ppo_log(path)
+    policy = [line for line in lines if not line.get("critic_only")]
+    if not policy:
+        return {}
+    first, last = policy[0], lines[-1]
+    return {
+        "ppo_updates_logged": len(lines),
+        "critic_only_updates": len(lines) - len(policy),
+        "bc_coef_first": first["bc_coef"],
+        "bc_coef_last": last.get("bc_coef_end", last["bc_coef"]),
+        **{part: last[part] for part in LOSS_PARTS},
+        "epoch_return": last["mean_episode_return"],
+        "epoch_episodes": last["episodes"],
+    }
 
 
 def _smoke_rolled_back(
@@ -225,6 +265,8 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
             "rolled_back": bc[-1]["rolled_back"] if bc else None,
             "promoted_before": promoted_before,
             "promoted_after": promoted.id if promoted else None,
+            "store_digest_before": store_digest(before),
+            "store_digest_after": store_digest(after),
             "store_unchanged": before == after,
             "world_size": bc[-1].get("world_size") if bc else None,
         },
@@ -246,6 +288,11 @@ def test_rollback_drill(rehearsal: Rehearsal, record_property: Record) -> None:
     if run.returncode != EXIT_ROLLED_BACK:
         fail_cli(record_property, run.returncode, run.stderr, rehearsal.manifest(), config)
     _rolled_back_cleanly(record_property, records, ppo_log, (before, promoted_before), store)
+
+
+def store_digest(snapshot: dict[str, str]) -> str:
+    """One sha256 for a checkpoint store: of its files' paths and sha256, as canonical JSON."""
+    return hashlib.sha256(dumps_json(snapshot).encode("utf-8")).hexdigest()
 
 
 def _rolled_back_cleanly(

@@ -4,12 +4,17 @@ subprocesses) on datasets damaged or built to fail, checking the bundle they lea
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import gymnasium  # noqa: F401
+import h5py  # noqa: F401
 import pytest
 
 from harness.bundle import DatasetFiles, comparable, verify_bundle
+from harness.bundle.session import load_session
 from harness.datasets.checksums import build_sheet
 from harness.datasets.curation import add_capture
 from harness.datasets.manifest import new_manifest
@@ -17,6 +22,10 @@ from harness.datasets.recording import record_capture
 
 from .conftest import REPO, Dataset, copy_dataset
 
+# gymnasium and h5py are imported above, before any test: pytester restores sys.modules after
+# each test, so a test that imported them first (random_dataset records a capture) would leave
+# the next one a second gymnasium, whose classes fail isinstance checks against the first's
+# spaces, and h5py, whose extension cannot be imported twice in one process.
 SUITE = REPO / "acceptance"
 STEPS = ["dataset_integrity", "bc_trainer", "anneal_smoke", "rollback_drill", "artefact_capture"]
 
@@ -35,14 +44,35 @@ def outcomes(doc: dict[str, Any]) -> dict[str, str]:
     return {s["step"]: s["outcome"] for s in doc["steps"]}
 
 
-def corrupted_copy(root: Path) -> Path:
-    """A copy of idle_v1 with one byte of an accepted capture flipped; returns its manifest."""
-    ds = copy_dataset(Dataset(REPO / "data" / "bc_datasets", "idle_v1"), root)
+def corrupted_copy(root: Path, name: str = "idle_v1") -> Path:
+    """A copy of a committed dataset with one byte of an accepted capture flipped; returns its
+    manifest."""
+    ds = copy_dataset(Dataset(REPO / "data" / "bc_datasets", name), root)
     capture = ds.capture(ds.manifest().accepted()[0].id)
     data = bytearray(capture.read_bytes())
     data[len(data) // 2] ^= 0xFF
     capture.write_bytes(bytes(data))
     return ds.manifest_path
+
+
+def assert_links_resolve(bundle: Path) -> None:
+    """Every Markdown link and image of every report in the bundle names a file inside it."""
+    reports = sorted(bundle.glob("acceptance_report*.md"))
+    assert reports
+    for report in reports:
+        for target in re.findall(r"\]\(([^)]+)\)", report.read_text("utf-8")):
+            path = (bundle / target).resolve()
+            assert path.is_file() and path.is_relative_to(bundle.resolve()), (report.name, target)
+
+
+def junit_cases(bundle: Path, name: str) -> dict[str, ET.Element]:
+    """The test cases of ``junit_<name>.xml``, by step."""
+    root = ET.parse(DatasetFiles(bundle, name).junit).getroot()
+    cases = {}
+    for case in root.iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        cases[props["step"]] = case
+    return cases
 
 
 def random_dataset(root: Path) -> Path:
@@ -102,6 +132,18 @@ def test_a_corrupted_capture_aborts_the_later_steps_and_leaves_a_complete_bundle
     assert [(p.kind, p.path) for p in verify_bundle(bundle).problems] == [
         ("unexpected", "config_other.yaml")
     ]
+    # The report starts with the verdict, then what to do; the session's verdict is the same.
+    head = report.split("## Key numbers")[0]
+    assert head.startswith("# idle_v1: FAILED\n\n**FAILED**: Dataset integrity failed")
+    assert "## What to do" in head and integrity["remedial_action"] in head
+    session = load_session(bundle)
+    assert session is not None and session["passed"] is False
+    assert [(e["dataset"], e["passed"]) for e in session["datasets"]] == [("idle_v1", False)]
+    assert_links_resolve(bundle)
+    cases = junit_cases(bundle, "idle_v1")
+    assert list(cases) == STEPS
+    assert cases["dataset_integrity"].find("failure") is not None
+    assert all(cases[s].find("skipped") is not None for s in STEPS[1:])
 
 
 def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
@@ -143,6 +185,52 @@ def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
     for name in ("coin_flips", "idle_v1"):
         assert summary(tmp_path / "parallel", name)["pytest"]["workers"] == 2
         assert comparable(tmp_path / "parallel", name) == comparable(tmp_path / "serial", name)
+    for bundle in (tmp_path / "serial", tmp_path / "parallel"):
+        session = load_session(bundle)
+        assert session is not None and session["passed"] is False and session["stale"] == []
+        assert [e["dataset"] for e in session["datasets"]] == ["coin_flips", "idle_v1"]
+        assert_links_resolve(bundle)
+        cases = junit_cases(bundle, "coin_flips")
+        assert len(cases) == 5 and cases["bc_trainer"].find("failure") is not None
+        props = {p.get("name"): p.get("value") for p in cases["bc_trainer"].iter("property")}
+        assert float(props["metric.accuracy"]) < 0.8 and props["cause"] == "random_demonstrator"
+        assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
+    # The figures of training are the same bytes, serial or on two workers.
+    serial_figures = DatasetFiles(tmp_path / "serial", "coin_flips").figures
+    drawn = sorted(p.name for p in serial_figures.glob("*.svg"))
+    assert drawn == ["bc_per_action.svg", "bc_training.svg", "wall_clock.svg"]
+    for name in drawn[:2]:
+        other = DatasetFiles(tmp_path / "parallel", "coin_flips").figure(name.removesuffix(".svg"))
+        assert other.read_bytes() == (serial_figures / name).read_bytes(), name
+
+
+def test_datasets_of_an_earlier_session_are_stale_until_cleared(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    lander = corrupted_copy(tmp_path / "lander", "lander_v1")
+    idle = corrupted_copy(tmp_path / "idle")
+    base = f"--base-config={REPO / 'configs/examples/lander.yaml'}"  # the copy's is relative
+    assert rehearse(pytester, bundle, f"--dataset={lander}", base).ret == 1
+
+    assert rehearse(pytester, bundle, f"--dataset={idle}").ret == 1
+
+    session = load_session(bundle)
+    assert session is not None
+    assert [e["dataset"] for e in session["datasets"]] == ["idle_v1"]
+    assert [e["dataset"] for e in session["stale"]] == ["lander_v1"]
+    text = (bundle / "acceptance_report.md").read_text("utf-8")
+    assert text.index("| idle_v1 |") < text.index("## Stale datasets") < text.index("| lander_v1 |")
+    assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
+
+    result = rehearse(pytester, bundle, f"--dataset={idle}", "--fresh")
+
+    assert result.ret == 1
+    session = load_session(bundle)
+    assert session is not None and session["stale"] == []
+    assert not DatasetFiles(bundle, "lander_v1").summary.exists()
+    assert not DatasetFiles(bundle, "lander_v1").runs.exists()
+    assert verify_bundle(bundle).ok, verify_bundle(bundle).problems
 
 
 @pytest.mark.parametrize(

@@ -304,6 +304,7 @@ def test_every_group_registers_its_commands() -> None:
         ("train",),
         ("bundle", "verify"),
         ("bundle", "compare"),
+        ("bundle", "clear"),
     ]
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gymnasium  # noqa: F401
 import h5py  # noqa: F401
 import pytest
 
@@ -25,8 +26,9 @@ from harness.datasets.recording import record_capture
 from .conftest import REPO, Dataset
 
 pytestmark = pytest.mark.slow
-# h5py is imported above, before any test: pytester restores sys.modules after each test, and
-# h5py's extension cannot be imported a second time in one process.
+# h5py and gymnasium are imported above, before any test: pytester restores sys.modules after
+# each test, h5py's extension cannot be imported a second time in one process, and a second
+# gymnasium would leave cached spaces of the first one's classes (isinstance checks fail).
 
 SUITE = REPO / "acceptance"
 POC_HYBRID = REPO / "configs" / "examples" / "poc_hybrid.yaml"
@@ -196,7 +198,11 @@ def test_two_datasets_on_their_own_base_configs_and_a_raised_drill_threshold_on_
     # idle_v1: the default base config, the outline's figures, the drill at 0.95 as asked.
     idle = summary(bundle, "idle_v1")
     assert idle["passed"] and idle["pytest"]["workers"] == 2
-    assert idle["base_config"] == {"path": str(POC_HYBRID), "chosen_by": "default"}
+    # Inside the project: relative to it, as the summary shows every path it can.
+    assert idle["base_config"] == {
+        "path": POC_HYBRID.relative_to(REPO).as_posix(),
+        "chosen_by": "default",
+    }
     assert idle["metrics"]["bc_trainer"]["accuracy"] == pytest.approx(0.904)
     drill = idle["metrics"]["rollback_drill"]
     assert (drill["threshold_asked"], drill["threshold"], drill["threshold_raised"]) == (
@@ -221,9 +227,18 @@ def test_two_datasets_on_their_own_base_configs_and_a_raised_drill_threshold_on_
     assert load_config(files.rollback_config).bc.accuracy_threshold == drill["threshold"]
     report = files.report.read_text("utf-8")
     assert (
-        f"- Rollback drill threshold: asked 0.95, used {drill['threshold']:g} (raised): "
+        f"| Rollback drill threshold (step 4) | {drill['threshold']:.4f} (raised) | asked 0.9500: "
         f"step 2's hold-out accuracy {bc['accuracy']:.4f} already meets 0.95"
     ) in report
+    # The smoke's run writes TensorBoard event files (output.tensorboard in the overlay), with
+    # Stable-Baselines3's tag names, as TensorBoard's own reader lists them.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(files.run("anneal_smoke") / "logs"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/policy_gradient_loss", "train/value_loss", "train/entropy_loss"} <= tags
+    assert {"train/bc_loss", "train/bc_coef", "bc/holdout_accuracy"} <= tags
 
 
 def test_base_config_and_drill_threshold_options_and_a_drill_that_cannot_fail(
@@ -268,4 +283,4 @@ def test_base_config_and_drill_threshold_options_and_a_drill_that_cannot_fail(
     assert doc["metrics"]["rollback_drill"]["threshold"] is None
     assert pole_steps["artefact_capture"]["cause"] == "after_failed_steps"
     report = DatasetFiles(bundle, "pole").report.read_text("utf-8")
-    assert "- Rollback drill threshold: asked 0.99, used none:" in report
+    assert "| Rollback drill threshold (step 4) | none | asked 0.9900: " in report

@@ -4,9 +4,13 @@ summary pins them with, and checking a bundle later (``harness bundle verify|com
 - ``layout.py``: the names every reader and writer agrees on (``DatasetFiles``, the run log's
   place, ``records_digest``);
 - ``verify.py``: ``verify_bundle``, in named phases, and its ``BundleReport``;
-- ``compare.py``: ``compare_bundles``, two rehearsals' outcomes and metrics side by side.
+- ``compare.py``: ``compare_bundles``, two rehearsals' outcomes and metrics side by side;
+- ``session.py``: the session files at the root (one verdict, stale datasets apart), and
+  ``verify_session.py``, their phase of ``verify``;
+- ``clear.py``: removing a dataset (``harness bundle clear``, a session's start, ``--fresh``).
 
-Writing a bundle is the rehearsal's business: it lives with the suite, in ``acceptance/``.
+The rest of writing a bundle is the rehearsal's business: it lives with the suite, in
+``acceptance/``.
 """
 
 from __future__ import annotations

@@ -12,14 +12,15 @@ from harness.bundle.layout import DatasetFiles, summary_dataset, summary_paths
 from harness.errors import HarnessError
 from harness.validation import check, load_json
 
-# Figures that differ between two sessions of the same rehearsal by nature: wall-clock.
-TIMING_METRICS = ("cli_seconds",)
+# Figures that differ between two sessions of the same rehearsal by nature: wall-clock, and the
+# drill store's digests (its promoted.json records when the checkpoint was promoted).
+TIMING_METRICS = ("cli_seconds", "store_digest_before", "store_digest_after")
 ABSENT = "(absent)"
 
 
 def comparable(root: Path, dataset: str) -> dict[str, Any]:
     """What must be equal between two rehearsals of one dataset with the same code and data:
-    the steps' outcomes, messages and remedial actions, the metrics (wall-clock aside) and the
+    the steps' outcomes, messages and remedial actions, the metrics (``TIMING_METRICS`` aside) and the
     missing artefacts, with the bundle's own path written ``<bundle>``."""
     path = DatasetFiles(root, dataset).summary
     summary = load_json(path, "summary")

@@ -9,12 +9,17 @@ other's files, and a rerun replaces exactly one dataset's files::
     manifest_<d>.json            byte copies of the dataset's manifest and checksum sheet
     checksums_<d>.json
     ppo_<d>.jsonl                the anneal smoke's PPO log
-    runs/<d>/<run>/              each training run's own logs/ and checkpoints/ (and CLI output)
+    runs/<d>/<run>/              each training run's own logs/ and store/ (and CLI output)
+    figures/<d>/*.svg            the report's figures
     logs/anneal_results.json     every run's records, each tagged with dataset and run, sorted
     pytest_report_<d>.json       the pytest JSON report of <d>'s tests
+    junit_<d>.xml                JUnit XML of <d>'s five tests, each step's metrics as properties
     acceptance_report_<d>.md     the human-readable report
     summary_<d>.json             outcomes, metrics, artefacts (sha256, size), environment
     tagmanifest_<d>.txt          sha256 of the summary and the report, written last
+    acceptance.json              the last session: its verdict, its datasets, stale ones apart
+    acceptance_report.md         the same for people
+    tagmanifest.txt              sha256 of those two, written last of all
 
 The run log is the one shared file, so a summary pins only its own dataset's records in it: the
 sha256 and size of their canonical JSON (``records_digest``), not of the whole file.
@@ -43,6 +48,12 @@ LOGS_DIR = "logs"
 RUN_LOG = f"{LOGS_DIR}/{LOG_NAME}"
 RUN_LOG_LOCK = f"{LOGS_DIR}/{LOCK_NAME}"  # beside the run log while it is updated
 RUNS_DIR = "runs"
+FIGURES_DIR = "figures"
+STORE_DIR = "store"  # a run's checkpoint store: store/checkpoints/<id>/, store/promoted.json
+SESSION_JSON = "acceptance.json"
+SESSION_REPORT = "acceptance_report.md"
+SESSION_TAG_MANIFEST = "tagmanifest.txt"
+SESSION_FILES = (SESSION_JSON, SESSION_REPORT, SESSION_TAG_MANIFEST)
 SUMMARY_GLOB = "summary_*.json"
 TAG_LINE = re.compile(r"([0-9a-f]{64})  ([^\n]+)")
 MAX_TAG_MANIFEST_BYTES = 64 << 10  # two lines; anything larger is not a tag manifest
@@ -83,6 +94,10 @@ class DatasetFiles:
         return self._file(f"pytest_report_{self.dataset}.json")
 
     @property
+    def junit(self) -> Path:
+        return self._file(f"junit_{self.dataset}.xml")
+
+    @property
     def report(self) -> Path:
         return self._file(f"acceptance_report_{self.dataset}.md")
 
@@ -107,6 +122,13 @@ class DatasetFiles:
         return self.runs / name
 
     @property
+    def figures(self) -> Path:
+        return self.root / FIGURES_DIR / self.dataset
+
+    def figure(self, name: str) -> Path:
+        return self.figures / f"{name}.svg"
+
+    @property
     def files(self) -> list[Path]:
         """The dataset's top-level files (its ``runs/<d>/`` folder aside), the tag manifest
         first: it is written last and removed first."""
@@ -118,6 +140,7 @@ class DatasetFiles:
             self.checksums,
             self.ppo_log,
             self.pytest_report,
+            self.junit,
             self.report,
             self.summary,
         ]
@@ -127,8 +150,8 @@ class DatasetFiles:
         files (``.<name>.lock``, which coordinate writers and name the last holder) are no
         artefacts."""
         found = [p for p in self.files if p.is_file()]
-        if self.runs.is_dir():
-            for dirpath, _dirs, names in os.walk(self.runs):
+        for folder in (self.runs, self.figures):
+            for dirpath, _dirs, names in os.walk(folder):
                 found.extend(Path(dirpath, n) for n in names if not _is_lock(n))
         return sorted(found)
 
@@ -139,13 +162,41 @@ class DatasetFiles:
         parts = rel.split("/")
         return (
             len(parts) >= 3
-            and parts[:2] == [RUNS_DIR, self.dataset]
+            and parts[0] in (RUNS_DIR, FIGURES_DIR)
+            and parts[1] == self.dataset
             and all(part not in ("", ".", "..") for part in parts)
         )
 
 
 def _is_lock(name: str) -> bool:
     return name.startswith(".") and name.endswith(".lock")
+
+
+def bundle_lock(bundle: Path, dataset: str) -> Path:
+    """The lock a session (or ``harness bundle clear``) holds while it changes ``dataset``'s
+    files in ``bundle``: beside the bundle folder, not in it, so ``bundle verify`` never meets
+    it."""
+    return bundle.parent / f".{bundle.name}.{dataset}.lock"
+
+
+def session_lock(bundle: Path) -> Path:
+    """The lock around the read-modify-write of the session files (``acceptance.json``, its
+    report and tag manifest), which sessions of different datasets share."""
+    return bundle.parent / f".{bundle.name}.lock"
+
+
+def datasets_in(root: Path) -> set[str]:
+    """Every dataset with something in the bundle: a summary, a run or figure folder, records
+    in the run log."""
+    names = {summary_dataset(p) for p in root.glob(SUMMARY_GLOB)}
+    for folder in (RUNS_DIR, FIGURES_DIR):
+        if (root / folder).is_dir():
+            names |= {p.name for p in (root / folder).iterdir() if p.is_dir()}
+    if run_log(root).is_file():
+        names |= {
+            r["dataset"] for r in read_log(run_log(root)) if isinstance(r.get("dataset"), str)
+        }
+    return names
 
 
 def run_log(root: Path) -> Path:

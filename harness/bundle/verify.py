@@ -7,7 +7,8 @@ so an edited summary is caught even where it is consistent with itself; each sum
 valid, named for its dataset and its verdict agrees with its steps (``_validate_summaries``);
 each of a summary's entries matches the file or records it pins
 (``_SummaryCheck.validate_entries``); the summary lists everything its dataset owns
-(``_SummaryCheck.validate_completeness``); and nothing in the bundle is left that no summary
+(``_SummaryCheck.validate_completeness``); the session files agree with the summaries they
+were drawn from (``verify_session.validate_session``); and nothing in the bundle is left that no summary
 accounts for (``_validate_strays``).
 """
 
@@ -25,6 +26,7 @@ from harness.bundle.layout import (
     RUN_LOG,
     RUN_LOG_LOCK,
     RUNS_DIR,
+    SESSION_FILES,
     TAG_LINE,
     DatasetFiles,
     records_digest,
@@ -32,6 +34,7 @@ from harness.bundle.layout import (
     summary_dataset,
     summary_paths,
 )
+from harness.bundle.verify_session import validate_session
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
 from harness.validation import check, load_json
@@ -42,7 +45,7 @@ class BundleProblem:
     """One difference between a bundle and its summaries (bagit style: typed, one line each)."""
 
     kind: str
-    """missing | size | digest | unexpected | unreadable | summary | tagmanifest"""
+    """missing | size | digest | unexpected | unreadable | summary | tagmanifest | session"""
     path: str
     """relative to the bundle (posix)"""
     message: str
@@ -135,6 +138,7 @@ def verify_bundle(root: str | os.PathLike[str]) -> BundleReport:
     for summary in _validate_summaries(report, paths, log):
         summary.validate_entries()
         summary.validate_completeness()
+    validate_session(report, {summary_dataset(p) for p in paths})
     _validate_strays(report, {summary_dataset(p) for p in paths}, log)
     return report
 
@@ -379,7 +383,9 @@ def _stray_files(report: BundleReport, claimed: set[str]) -> None:
         for name in names
     )
     for rel in files:
-        if rel in (RUN_LOG, RUN_LOG_LOCK) or any(DatasetFiles(root, d).owns(rel) for d in claimed):
+        if rel in (RUN_LOG, RUN_LOG_LOCK, *SESSION_FILES) or any(
+            DatasetFiles(root, d).owns(rel) for d in claimed
+        ):
             continue
         parts = rel.split("/")
         if parts[0] == RUNS_DIR and len(parts) >= 3:

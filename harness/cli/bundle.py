@@ -37,7 +37,8 @@ VERIFY_EPILOG = (
 )
 COMPARE_DESCRIPTION = (
     "Compare two bundles' rehearsals of the same datasets: every step's outcome, "
-    "message and remedial action, every metric except wall-clock (cli_seconds), and "
+    "message and remedial action, every metric except wall-clock (cli_seconds) and the "
+    "drill store's digests (which hold promotion times), and "
     "the missing artefacts, with each bundle's own path written <bundle>. The same "
     "code, data and seeds must give the same figures, serial or on xdist workers. "
     "Exit codes: 0 the same, 1 differences (one line each), 2 bad input."
@@ -80,6 +81,41 @@ def cmd_bundle_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+CLEAR_DESCRIPTION = (
+    "Remove datasets from a bundle: their files, run and figure folders, and run log records, "
+    "each under the dataset's bundle lock (a session rehearsing it makes this wait, then stop "
+    "with exit 75). The session files (acceptance.json, acceptance_report.md) are rewritten "
+    "without them: a stale dataset drops out; one the last session rehearsed is listed as "
+    "cleared and still counts in that session's verdict."
+)
+CLEAR_EPILOG = (
+    "exit codes: 0 cleared; 2 no such bundle folder, or nothing of a dataset in it (one line "
+    "on stderr, nothing removed); 75 another process held a lock too long"
+)
+
+
+def cmd_bundle_clear(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.bundle.clear import clear_datasets
+    from harness.bundle.layout import datasets_in
+    from harness.errors import HarnessError
+
+    root = Path(args.bundle)
+    if not root.is_dir():
+        raise HarnessError(f"{root}: no such bundle folder")
+    present = datasets_in(root)
+    absent = [name for name in args.datasets if name not in present]
+    if absent:
+        raise HarnessError(
+            f"{root}: nothing of dataset {', '.join(absent)} in this bundle "
+            f"(it holds {', '.join(sorted(present)) or 'no dataset'})"
+        )
+    clear_datasets(root, args.datasets)
+    emit(f"bundle {display(root)}: cleared {', '.join(sorted(set(args.datasets)))}")
+    return EXIT_OK
+
+
 def _rehearsal_outcome(summary: dict[str, Any]) -> str:
     """``rehearsal passed``, or ``rehearsal FAILED (steps: ...)`` naming the steps that did not pass."""
     if summary["passed"]:
@@ -92,7 +128,7 @@ def register(groups: Groups) -> None:
     """Add ``bundle verify`` and ``bundle compare``."""
     bundle = groups.add_parser(
         "bundle",
-        help="verify an acceptance bundle against its summaries; compare two",
+        help="verify an acceptance bundle against its summaries; compare two; clear datasets",
         description=(
             "The acceptance bundle a rehearsal leaves (artifacts/m5/acceptance/ by default): each "
             "dataset's files, keyed by dataset, the shared run log logs/anneal_results.json, and "
@@ -118,3 +154,18 @@ def register(groups: Groups) -> None:
     p.add_argument("first", metavar="DIR", help="a bundle folder")
     p.add_argument("second", metavar="OTHER", help="another bundle folder")
     p.set_defaults(func=cmd_bundle_compare)
+
+    p = commands.add_parser(
+        "clear",
+        help="remove datasets (files, runs, figures, run log records) from a bundle",
+        description=CLEAR_DESCRIPTION,
+        epilog=CLEAR_EPILOG,
+    )
+    p.add_argument("datasets", nargs="+", metavar="DATASET", help="a dataset name in the bundle")
+    p.add_argument(
+        "--bundle",
+        default="artifacts/m5/acceptance",
+        metavar="DIR",
+        help="the bundle folder (default: artifacts/m5/acceptance)",
+    )
+    p.set_defaults(func=cmd_bundle_clear)

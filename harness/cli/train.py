@@ -207,7 +207,7 @@ def _report_ppo(r: PPOResult, harness: TrainingHarness) -> None:
     rec = r.record
     start = f"from {rec['init_checkpoint']}" if rec["init_checkpoint"] else "from scratch"
     anneal = (
-        f", BC coefficient {r.updates[0].bc_coef:g} -> {r.updates[-1].bc_coef:g} "
+        f", BC coefficient {r.updates[0].bc_coef:g} -> {r.updates[-1].bc_coef_end:g} "
         f"({rec['schedule']})"
         if rec["bc_coef_start"] is not None
         else ""

@@ -1,0 +1,45 @@
+"""The figure helper: ``python -m acceptance.figure_helper``, started by a rehearsal session
+without ``-n`` (``acceptance/figure_jobs.py``).
+
+It imports matplotlib at once, while pytest starts and a core is idle, then draws what it is
+sent on stdin, one JSON job per line (``{"draw": "training" | "wall_clock", "args": [...]}``),
+and answers each with one JSON line on stdout: ``{"ok": true}`` or ``{"error": "..."}``. It
+imports nothing else of the harness (no torch, no jsonschema), so it starts in about the time
+matplotlib takes, and exits when stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from acceptance import figures
+from harness.svgfigure import pyplot
+
+
+def _draw(job: dict[str, Any]) -> None:
+    folder, *rest = job["args"]
+    if job["draw"] == "training":
+        figures.draw_training(Path(folder), *rest)
+    elif job["draw"] == "wall_clock":
+        figures.draw_wall_clock(Path(folder), *rest)
+    else:
+        raise ValueError(f"no such figure job: {job['draw']!r}")
+
+
+def serve() -> None:
+    pyplot()  # the import this helper exists to do early
+    for line in sys.stdin:
+        try:
+            _draw(json.loads(line))
+            answer: dict[str, Any] = {"ok": True}
+        except Exception as exc:  # answered, not raised: the session decides what it means
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    serve()
