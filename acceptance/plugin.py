@@ -340,10 +340,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_sessionstart(session: pytest.Session) -> None:
     opts = settings(session.config)
     if opts.active and is_controller(session.config):
-        for ref in opts.datasets:
-            clear_dataset(opts.bundle, ref.name)
-        if session.config.getoption("fresh"):
-            _clear_others(opts.bundle, {ref.name for ref in opts.datasets})
+        try:
+            for ref in opts.datasets:
+                clear_dataset(opts.bundle, ref.name)
+            if session.config.getoption("fresh"):
+                _clear_others(opts.bundle, {ref.name for ref in opts.datasets})
+        except HarnessError as exc:  # e.g. a damaged run log in the bundle: one line, exit 4
+            raise pytest.UsageError(f"--bundle={opts.bundle}: {exc}") from None
 
 
 def _clear_others(bundle: Path, mine: set[str]) -> None:
