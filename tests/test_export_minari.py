@@ -5,8 +5,6 @@ the capture's arrays. Marked ``minari`` (Minari reads the export): ``pip install
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +13,14 @@ import pytest
 from harness.datasets.capture import read_capture
 from harness.datasets.recording import record_capture
 
-from .conftest import REPO
+from .conftest import run_cli
 from .minari_recorder import datasets_path, minari_module
 
 pytestmark = pytest.mark.minari
 KEYS = ("obs", "actions", "rewards", "terminated", "truncated")
 
 
-def harness(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+harness = run_cli  # the real CLI in a subprocess
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from harness.datasets.interchange.episodes import parse_episodes, spec_of
 from harness.datasets.recording import record_episodes
 from harness.errors import HarnessError
 
-from .conftest import REPO
+from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +39,7 @@ def episodes() -> list[Episode]:
     return record_episodes("CartPole-v1", "heuristic", noise=0.2, episodes=4, seed=7)
 
 
-def harness(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+harness = run_cli  # the real CLI in a subprocess
 
 
 def in_process(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:

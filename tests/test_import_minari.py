@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,20 +13,13 @@ import pytest
 
 from harness.datasets.capture import read_capture
 
-from .conftest import REPO
+from .conftest import run_cli
 from .minari_recorder import datasets_path, minari_module, record_cartpole
 
 pytestmark = pytest.mark.minari
 
 
-def harness(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+harness = run_cli  # the real CLI in a subprocess
 
 
 @pytest.fixture(scope="module")
