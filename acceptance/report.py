@@ -225,7 +225,13 @@ def shown_path(path: Path, project: Path) -> str:
     return real.relative_to(project).as_posix() if real.is_relative_to(project) else str(real)
 
 
-RERUN_OPTIONS = ("--base-config", "--drill-threshold", "--bundle")
+RERUN_OPTIONS = (
+    "--base-config",
+    "--drill-threshold",
+    "--bundle",
+    "--launcher",
+    "--nproc-per-node",
+)
 
 
 def _rerun_options(pytest_info: dict[str, Any]) -> str:

@@ -164,3 +164,5 @@ def test_the_rerun_command_repeats_the_options_that_chose_what_was_rehearsed() -
     )
     assert "--dataset=d.json '--base-config=my base.yaml' --drill-threshold=0.99" in (action or "")
     assert _rerun_options({"args": ["acceptance/"]}) == ""
+    torchrun = _rerun_options({"args": ["--launcher=torchrun", "--nproc-per-node", "2", "-q"]})
+    assert torchrun == " --launcher=torchrun --nproc-per-node=2"
