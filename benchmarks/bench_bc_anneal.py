@@ -18,11 +18,11 @@ What it measures
     the episodes ``split_by_episode`` leaves for training (as the BC stage trains it), the BC term
     holds every demonstration frame (as the PPO stage's), PPO is ``harness.training.ppo.train``
     under ``deterministic(seed)`` with ``BCTerm`` built from the config's ``anneal`` section, and
-    evaluation is ``harness.training.ppo.evaluate``. The budget sets ``ppo.epochs`` (env steps
+    evaluation is ``harness.training.evaluation.evaluate``. The budget sets ``ppo.epochs`` (env steps
     over ``ppo.num_envs * ppo.num_steps``).
 
     Evaluation: each training seed has its own block of evaluation episodes
-    (``harness.training.ppo.eval_seed``), so seeds are independent. The curve evaluates the
+    (``harness.training.evaluation.eval_seed``), so seeds are independent. The curve evaluates the
     greedy policy every ``--eval-every`` updates on the block's first ``--curve-episodes``
     episodes; the final evaluation uses its first ``--final-episodes`` (with their standard
     error). The recipe's options were chosen on other training seeds (100, and 101 for the
@@ -61,7 +61,7 @@ CONFIG = REPO / "configs" / "examples" / "lander.yaml"
 REGIMES = ("scarce", "rich")
 ARMS = ("bc", "mixed", "finetune", "scratch")
 SCARCE_EPISODES = 6
-# Below every evaluation block (harness.training.ppo.EVAL_SEED_OFFSET) and above the training
+# Below every evaluation block (harness.training.evaluation.EVAL_SEED_OFFSET) and above the training
 # environments' seeds (seed + i): the demonstrations are episodes no run is scored on.
 SCARCE_DEMO_SEED = 1_000
 SOLVED = 200.0
@@ -107,7 +107,7 @@ def heuristic_returns(seed: int, episodes: int) -> list[float]:
     import gymnasium as gym
     from gymnasium.envs.box2d.lunar_lander import heuristic
 
-    from harness.training.ppo import eval_seed
+    from harness.training.evaluation import eval_seed
 
     env = gym.make("LunarLander-v3")
     returns = []
@@ -144,8 +144,8 @@ def worker(regime: str, arm: str, seed: int, args: argparse.Namespace) -> dict[s
     from harness.config import load_config
     from harness.training.bc import split_by_episode
     from harness.training.bc import train as train_bc
+    from harness.training.evaluation import eval_seed, evaluate
     from harness.training.policy import MLPPolicy
-    from harness.training.ppo import eval_seed, evaluate
     from harness.training.seeding import deterministic
     from harness.training.stages import env_policy
 

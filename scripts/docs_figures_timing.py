@@ -81,8 +81,8 @@ def timings_section(out: Path, repeats: int) -> Figures:
 def evaluation_seconds(folder: Path, repeats: int) -> float:
     """Median seconds of the regression gate's evaluation of the store's promoted policy."""
     from harness.training.checkpoints import CheckpointStore
+    from harness.training.evaluation import EVAL_SEED_OFFSET, evaluate
     from harness.training.policy import PolicySpec, load_policy
-    from harness.training.ppo import EVAL_SEED_OFFSET, evaluate
 
     checkpoint = CheckpointStore(folder / "ckpt").promoted()
     assert checkpoint is not None, "the bc runs promoted a checkpoint"
@@ -152,7 +152,7 @@ def actor_costs(repeats: int) -> Figures:
     import torch
 
     from harness.training.policy import MLPPolicy, PolicySpec
-    from harness.training.ppo import NumpyActor
+    from harness.training.rollout import NumpyActor
 
     policy = MLPPolicy(PolicySpec(4, 2, (64, 64)))
     obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)

@@ -15,16 +15,14 @@ import pytest
 import torch
 
 from harness import load_config
+from harness.training.evaluation import EVAL_SEED_OFFSET, eval_seed, standard_error
 from harness.training.policy import MLPPolicy, PolicySpec
 from harness.training.ppo import (
-    EVAL_SEED_OFFSET,
     ActorCritic,
     BCTerm,
     UpdateStats,
     bc_coef_at,
     bc_schedule,
-    eval_seed,
-    standard_error,
     train,
 )
 from harness.training.rollout import make_envs

@@ -39,6 +39,7 @@ from harness.training.bc import (
 )
 from harness.training.bc import train as bc_train
 from harness.training.checkpoints import load_checkpoint
+from harness.training.evaluation import evaluate
 from harness.training.policy import (
     MLPPolicy,
     PolicySpec,
@@ -46,7 +47,7 @@ from harness.training.policy import (
     load_policy,
     policy_bytes,
 )
-from harness.training.ppo import ActorCritic, evaluate, ppo_loss, to_batch
+from harness.training.ppo import ActorCritic, ppo_loss, to_batch
 from harness.training.rollout import NumpyActor, RolloutCollector, make_envs
 from harness.training.runlog import log_path, read_log, read_ppo_log
 from harness.validation import schema_problems

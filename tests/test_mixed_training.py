@@ -15,8 +15,8 @@ from harness import TrainingHarness
 from harness.config import Config
 from harness.errors import HarnessError
 from harness.training.checkpoints import CheckpointStore, load_checkpoint
+from harness.training.evaluation import EVAL_SEED_OFFSET, evaluate
 from harness.training.policy import PolicySpec, load_policy
-from harness.training.ppo import EVAL_SEED_OFFSET, evaluate
 from harness.training.runlog import log_path, read_log, read_ppo_log
 from harness.validation import schema_problems
 

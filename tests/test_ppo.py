@@ -14,9 +14,10 @@ import torch
 from torch.distributions import Categorical
 
 from harness import load_config
+from harness.training.evaluation import evaluate, regression_gate
 from harness.training.optim import clip_grad_norm
 from harness.training.policy import MLPPolicy, PolicySpec
-from harness.training.ppo import bc_schedule, evaluate, ppo_loss, regression_gate
+from harness.training.ppo import bc_schedule, ppo_loss
 from harness.training.rollout import (
     NumpyActor,
     RolloutCollector,

@@ -12,8 +12,8 @@ minibatch step, ``BCTerm.coefficients``; over the first ``anneal.length`` of the
 demo-augmented policy gradients (Rajeswaran et al., 2018). Library PPOs (Stable-Baselines3,
 CleanRL's scripts) have no hook for an extra term inside their update, and wrapping one would
 mean re-implementing its ``train()`` anyway. Written out, the algorithm fits on two pages: the
-rollout and GAE in ``rollout.py``, the loss, the update, the evaluation and the regression gate
-here. Values and old log-probabilities are computed after each rollout in one batched pass, not
+rollout and GAE in ``rollout.py``, the loss and the update here, the evaluation and the
+regression gate in ``evaluation.py``. Values and old log-probabilities are computed after each rollout in one batched pass, not
 per step. The policy's distribution (categorical, or a Gaussian with a state-independent log
 standard deviation for Box actions) is ``MLPPolicy.log_prob_entropy``: the loss only sees
 log-probabilities and the entropy, so both action kinds share it.
@@ -35,22 +35,17 @@ import torch
 from torch import nn
 
 from harness.config import AnnealConfig, PPOConfig
-from harness.envs import EnvSpec
 from harness.training.bc import bc_loss
 from harness.training.distributed import current, reduce_gradients
 from harness.training.optim import Adam, clip_grad_norm
 from harness.training.policy import MLPPolicy, mlp
-from harness.training.results import GateResult
 from harness.training.rollout import (
     FrameLayout,
-    NumpyActor,
     Rollout,
     RolloutCollector,
     advantages_and_returns,
     frame_layout,
     job_episode_returns,
-    make_envs,
-    step_actions,
 )
 
 SCHEDULES = ("linear", "exponential")
@@ -58,20 +53,6 @@ SCHEDULES = ("linear", "exponential")
 # the start value at the first epoch to exactly 0 at the last; k = 5 spends most of the BC
 # weight in the first third of the run.
 EXPONENTIAL_RATE = 5.0
-# Evaluation episodes are seeded apart from the training environments so that the regression
-# gate never scores a policy on the episodes it was trained on.
-EVAL_SEED_OFFSET = 10_000
-# Each training seed gets its own block of evaluation episodes (``eval_seed``): runs with
-# different seeds are scored on different episodes, so their figures are independent. A block
-# holds more episodes than an evaluation may have (anneal.eval_episodes is at most 1000).
-EVAL_SEED_STRIDE = 10_000
-
-
-def eval_seed(seed: int) -> int:
-    """The first evaluation episode's seed for a run with training seed ``seed``: episodes
-    ``eval_seed(seed) + i`` belong to that run alone (and to no training environment, which
-    are reset with ``seed + i``, i below ``ppo.num_envs``)."""
-    return EVAL_SEED_OFFSET + seed * EVAL_SEED_STRIDE
 
 
 def bc_coef_at(start: float, schedule: str, progress: float, length: float = 1.0) -> float:
@@ -434,57 +415,3 @@ def train(
         if on_update:
             on_update(stats)
     return history
-
-
-@torch.no_grad()
-def evaluate(actor: MLPPolicy, env: EnvSpec | str, episodes: int, seed: int) -> list[float]:
-    """Return of one greedy episode in each of ``episodes`` environments reset with ``seed``.
-
-    Two policies evaluated with the same ``seed`` face the same initial states, which is what the
-    regression gate compares. Box actions are the mean, clipped to the bounds.
-    """
-    envs = make_envs(env, episodes)
-    try:
-        obs, _ = envs.reset(seed=seed)
-        returns = np.zeros(episodes)
-        finished = np.zeros(episodes, dtype=bool)
-        act = NumpyActor(actor)
-        while not finished.all():
-            obs, reward, term, trunc, _ = envs.step(step_actions(envs, act.greedy(obs), act))
-            returns += np.where(finished, 0.0, reward)
-            finished |= term | trunc
-        return returns.tolist()
-    finally:
-        envs.close()
-
-
-def standard_error(returns: Sequence[float]) -> float | None:
-    """The standard error of the mean of ``returns`` (sample standard deviation over the square
-    root of their number); None for fewer than two."""
-    if len(returns) < 2:
-        return None
-    return float(np.std(returns, ddof=1) / math.sqrt(len(returns)))
-
-
-def regression_gate(
-    mean_return: float,
-    baseline_mean_return: float | None,
-    tolerance: float,
-    loss_total: float | None,
-) -> GateResult:
-    """Pass unless training diverged or the new policy lost more than ``tolerance`` against the
-    baseline (the promoted policy, scored on the same evaluation episodes).
-
-    A negative tolerance demands an improvement of at least its size; with no baseline (an
-    empty store) only divergence fails the gate.
-    """
-    reasons = []
-    if loss_total is None or not math.isfinite(loss_total):
-        reasons.append("the PPO loss is not finite: training diverged")
-    if baseline_mean_return is not None and mean_return < baseline_mean_return - tolerance:
-        reasons.append(
-            f"mean return {mean_return:.1f} is below the required "
-            f"{baseline_mean_return - tolerance:.1f} (the baseline's {baseline_mean_return:.1f} "
-            f"minus anneal.regression_tolerance {tolerance:g})"
-        )
-    return GateResult(not reasons, reasons)

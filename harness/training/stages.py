@@ -36,17 +36,10 @@ from harness.training.bc import (
 from harness.training.bc import train as train_bc
 from harness.training.checkpoints import Checkpoint, CheckpointStore
 from harness.training.distributed import current, on_writer
+from harness.training.evaluation import eval_seed, evaluate, regression_gate, standard_error
 from harness.training.finishing import Finishing, StageContext, finish
 from harness.training.policy import MLPPolicy, PolicySpec, policy_bytes
-from harness.training.ppo import (
-    ActorCritic,
-    BCTerm,
-    UpdateStats,
-    eval_seed,
-    evaluate,
-    regression_gate,
-    standard_error,
-)
+from harness.training.ppo import ActorCritic, BCTerm, UpdateStats
 from harness.training.ppo import train as train_ppo
 from harness.training.results import BCResult, PPOResult
 from harness.training.rollout import make_envs
