@@ -15,8 +15,6 @@ Slow and marked ``minari``: ``pytest -m slow`` in ``.ci/run``, after ``pip insta
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,34 +24,10 @@ from harness.datasets.recording import record_episodes
 
 from .conftest import REPO
 from .minari_recorder import record_cartpole
+from .team import Team
 from .test_import_formats import write_d4rl, write_robomimic
 
 GATE = 0.8  # poc_hybrid.yaml's bc.accuracy_threshold, which the trainer applies
-
-
-class Team:
-    """Runs commands in the team's folder, as the team would."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.env = {**os.environ, "HARNESS_ROOT": str(folder), "NO_COLOR": "1"}
-
-    def run(self, *args: str | Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(a) for a in args],
-            cwd=self.folder,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def harness(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        done = self.run(sys.executable, "-m", "harness", *args)
-        assert done.returncode == 0, f"harness {' '.join(map(str, args))}: {done.stderr}"
-        return done
 
 
 def source_file(fmt: str, folder: Path) -> tuple[Path, list[str]]:

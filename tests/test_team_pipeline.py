@@ -10,8 +10,6 @@ per dataset): ``pytest -m slow``, which ``.ci/run`` runs.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import pytest
 
 from .conftest import REPO
 from .outside import DEMONSTRATOR, ENV_ID, write_package
+from .team import Team
 
 
 @dataclass(frozen=True)
@@ -39,36 +38,6 @@ DATASETS = [
     TeamDataset("corridor", ENV_ID, '{"friction": 0.2}', DEMONSTRATOR, 0.1, 20, 0.6, 20.0),
     TeamDataset("lander", "LunarLander-v3", None, "heuristic", 0.1, 6, 0.6, 100.0),
 ]
-
-
-class Team:
-    """Runs commands as the team would: in its own folder, its package on the import path."""
-
-    def __init__(self, folder: Path, package_path: Path) -> None:
-        self.folder = folder
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(package_path),
-            "HARNESS_ROOT": str(folder),
-            "NO_COLOR": "1",
-        }
-
-    def run(self, *args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(a) for a in args],
-            cwd=self.folder,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        assert "Traceback" not in done.stderr, done.stderr
-        return done
-
-    def harness(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
-        done = self.run(sys.executable, "-m", "harness", *args)
-        assert done.returncode == 0, f"harness {' '.join(map(str, args))}: {done.stderr}"
-        return done
 
 
 @pytest.mark.slow

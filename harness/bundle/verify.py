@@ -34,7 +34,7 @@ from harness.bundle.layout import (
     summary_dataset,
     summary_paths,
 )
-from harness.bundle.verify_session import validate_session
+from harness.bundle.verify_session import sha256_or_report, validate_session
 from harness.errors import HarnessError
 from harness.hashing import sha256_file
 from harness.validation import check, load_json
@@ -221,7 +221,7 @@ def _validate_tag_manifest(report: BundleReport, files: DatasetFiles) -> None:
             report.add("missing", name, f"pinned by {tag} but not in the bundle")
         elif not _inside(target, root) or target.is_symlink():
             report.add("unreadable", name, "is a link; not read")
-        elif (found := _sha256(report, name, target)) is not None and found != expected:
+        elif (found := sha256_or_report(report, name, target)) is not None and found != expected:
             report.add("digest", name, f"sha256 {found}, {tag} says {expected}")
 
 
@@ -241,14 +241,6 @@ def _tag_text(report: BundleReport, files: DatasetFiles) -> str | None:
         return path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         report.add("unreadable", tag, getattr(exc, "strerror", None) or str(exc))
-        return None
-
-
-def _sha256(report: BundleReport, rel: str, path: Path) -> str | None:
-    try:
-        return sha256_file(path).sha256
-    except OSError as exc:
-        report.add("unreadable", rel, exc.strerror or str(exc))
         return None
 
 

@@ -27,7 +27,8 @@ def _without_prefix(message: str, path: Path) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _sha256(report: BundleReport, rel: str, path: Path) -> str | None:
+def sha256_or_report(report: BundleReport, rel: str, path: Path) -> str | None:
+    """The file's sha256, or None with an ``unreadable`` problem for ``rel`` in ``report``."""
     try:
         return sha256_file(path).sha256
     except OSError as exc:
@@ -56,7 +57,7 @@ def validate_session(report: BundleReport, claimed: set[str]) -> None:
             if entry["dataset"] not in claimed:
                 report.add("session", SESSION_JSON, f"lists {entry['dataset']}, not in the bundle")
             continue
-        sha = _sha256(report, entry["summary"], root / entry["summary"])
+        sha = sha256_or_report(report, entry["summary"], root / entry["summary"])
         if sha is not None and sha != entry["summary_sha256"]:
             what = f"pins {entry['summary']} at sha256 {entry['summary_sha256']}, found {sha}"
             report.add("session", SESSION_JSON, what)
@@ -92,5 +93,7 @@ def _check_pins(report: BundleReport, tag: Path, allowed: set[str]) -> None:
             report.add("tagmanifest", tag.name, f"does not pin {name}")
         elif not target.is_file() or target.is_symlink():
             report.add("missing", name, f"pinned by {tag.name} but not in the bundle")
-        elif (found := _sha256(report, name, target)) is not None and found != listed[name]:
+        elif (found := sha256_or_report(report, name, target)) is not None and found != listed[
+            name
+        ]:
             report.add("digest", name, f"sha256 {found}, {tag.name} says {listed[name]}")
