@@ -11,6 +11,7 @@ matplotlib takes, and exits when stdin closes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ def serve() -> None:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
+    # The session waits for this exit: skip the interpreter's teardown of matplotlib's objects
+    # (0.16-0.21 s, on the rehearsal's critical path). Every figure is written and answered.
+    os._exit(0)
 
 
 if __name__ == "__main__":

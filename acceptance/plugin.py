@@ -203,6 +203,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     locks = config.stash.get(BUNDLE_LOCKS, None)
     if locks is not None:
         locks.close()
+    settings = config.stash.get(SETTINGS, None)
+    if settings is not None and settings.active:
+        # Called before pytest's own unconfigure, whose garbage collection (to report
+        # unraisable exceptions) would walk torch's objects for 0.1-0.15 s; the bundle is
+        # written, and the rehearsal's code leaves no finaliser to report.
+        gc.freeze()
 
 
 def _dataset_option(config: pytest.Config) -> str:

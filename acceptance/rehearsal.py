@@ -19,6 +19,7 @@ overlap on the machine's cores, and only when their step is part of the session.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,8 @@ class Rehearsal:
         self._cli: dict[str, CLIRun] = {}
         self._drill_store_before: tuple[dict[str, str], str | None] | None = None
         self._drill: DrillThreshold | None = None
+        self._held: contextlib.ExitStack | None = None
+        """The drill store's lock while an early drill waits for its seed (``prestart_drill``)."""
 
     @property
     def name(self) -> str:
@@ -181,26 +184,78 @@ class Rehearsal:
 
     def start(self, run: str) -> None:
         """Start a CLI run in the background if its step is in the session and it has not been."""
+        if run == "rollback_drill" and self._held is not None:
+            self._seed_early_drill()
         if run not in self.steps or run in self._cli:
             return
         if run == "anneal_smoke":
-            config, ppo_log = self.files.config, self.files.ppo_log
-        else:
-            if self.drill().used is None:
-                return  # no threshold can fail the gate: the drill step says so, runs nothing
-            # The drill runs against a store that already holds a promoted checkpoint: a copy of
-            # the BC step's store (its own folder, so no two runs ever write the same file).
-            store = self.files.run("rollback_drill") / STORE_DIR
-            seed = self.files.run("bc_trainer") / STORE_DIR
-            if seed.is_dir() and not store.exists():
-                shutil.copytree(seed, store)
-            promoted = CheckpointStore(store).promoted()
-            self._drill_store_before = (
-                CheckpointStore(store).snapshot(),
-                promoted.id if promoted else None,
-            )
-            # A PPO log path of its own: the drill must not run PPO, so it must stay absent.
-            config, ppo_log = self.files.rollback_config, self.files.run(run) / "ppo.jsonl"
+            self._launch(run, self.files.config, self.files.ppo_log)
+            return
+        if self.drill().used is None:
+            return  # no threshold can fail the gate: the drill step says so, runs nothing
+        # The drill runs against a store that already holds a promoted checkpoint: a copy of
+        # the BC step's store (its own folder, so no two runs ever write the same file).
+        store = self.files.run(run) / STORE_DIR
+        self._copy_drill_seed(store, copy=not store.exists())
+        self._launch_drill()
+
+    def prestart_drill(self) -> None:
+        """Start the drill's CLI run before step 2 has trained, its store locked and empty.
+
+        Its process imports torch, checks the dataset and then waits on the store's lock (the
+        trainer reads the promoted checkpoint before it trains), while step 2 trains here; when
+        step 2 is done, ``start`` copies its store in and lets go. So the drill's start-up is
+        not on the session's critical path. If step 2's accuracy calls for a raised threshold,
+        the early run is dropped and the drill starts again with it."""
+        run = "rollback_drill"
+        store = self.files.run(run) / STORE_DIR
+        if run not in self.steps or run in self._cli or self._bc is not None or store.exists():
+            return
+        store.mkdir(parents=True)
+        self._held = contextlib.ExitStack()
+        self._held.enter_context(CheckpointStore(store).hold())
+        self._launch(run, self.files.rollback_config, self.files.run(run) / "ppo.jsonl")
+
+    def _seed_early_drill(self) -> None:
+        run = "rollback_drill"
+        if self.drill().used == self.drill_asked:  # the early run has the right threshold
+            self._copy_drill_seed(self.files.run(run) / STORE_DIR)
+            self._let_go()
+            return
+        # A raised threshold (or none): the early run's config is wrong; drop it and its folder.
+        self._cli.pop(run).kill()
+        self._let_go()
+        shutil.rmtree(self.files.run(run))
+        if self.drill().used is not None:
+            self._copy_drill_seed(self.files.run(run) / STORE_DIR)
+            self._launch_drill()
+
+    def _let_go(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def _copy_drill_seed(self, store: Path, copy: bool = True) -> None:
+        """Fill the drill's store from step 2's; note its files and promoted id beforehand.
+
+        The snapshot is of the store (``snapshot`` takes no lock). While this process holds the
+        store's lock, ``promoted`` cannot read it: the id is then read from step 2's store, which
+        the copy repeats and nothing writes any more."""
+        seed = self.files.run("bc_trainer") / STORE_DIR
+        if copy and seed.is_dir():
+            shutil.copytree(seed, store, dirs_exist_ok=True)
+        promoted = CheckpointStore(seed if self._held is not None else store).promoted()
+        self._drill_store_before = (
+            CheckpointStore(store).snapshot(),
+            promoted.id if promoted else None,
+        )
+
+    def _launch_drill(self) -> None:
+        # A PPO log path of its own: the drill must not run PPO, so it must stay absent.
+        run = "rollback_drill"
+        self._launch(run, self.files.rollback_config, self.files.run(run) / "ppo.jsonl")
+
+    def _launch(self, run: str, config: Path, ppo_log: Path) -> None:
         argv = [
             *launch_argv(*self.launcher),
             str(self.project / TRAINING_SCRIPT),
@@ -250,6 +305,10 @@ class Rehearsal:
         return [r for r in dataset_records(self.bundle, self.name) if r.get("run") == run]
 
     def close(self) -> None:
+        waiting = self._held is not None
         for run in self._cli.values():
             run.kill()
+        self._let_go()
+        if waiting:  # an early drill never let go (step 2 failed): it trained nothing, keep none
+            shutil.rmtree(self.files.run("rollback_drill"), ignore_errors=True)
         figure_jobs.wait()  # the figures drawn in the background are whole before the session ends

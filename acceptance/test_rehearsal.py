@@ -68,8 +68,10 @@ def test_dataset_integrity(
             "no_accepted_capture",
             f"{dataset.name}: the manifest accepts no capture",
         )
-    # The smoke's subprocess trains while the next step trains in-process.
+    # The smoke's subprocess trains while the next step trains in-process; the drill's starts
+    # too and waits for that step's store.
     rehearsal.start("anneal_smoke")
+    rehearsal.prestart_drill()
 
 
 @pytest.mark.rehearsal(step="bc_trainer")

@@ -174,6 +174,9 @@ def test_a_failed_bc_gate_is_reported_and_two_workers_agree_with_one(
     assert doc["metrics"]["anneal_smoke"]["exit_code"] == 3
     assert drill["message"] == "aborted: BC trainer verification failed"
     assert drill["remedial_action"].startswith("Fix BC trainer verification first")
+    # The drill's process started early and waited for step 2's store; step 2 failed, so it
+    # was stopped before it trained, and nothing of it stays in the bundle.
+    assert not DatasetFiles(tmp_path / "serial", "coin_flips").run("rollback_drill").exists()
     assert smoke["cause"] == "smoke_bc_gate"
     assert "BC trainer verification's remedial action" in smoke["remedial_action"]
     assert outcomes(summary(tmp_path / "serial", "idle_v1"))["dataset_integrity"] == "failed"

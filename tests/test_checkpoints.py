@@ -196,6 +196,34 @@ def test_a_damaged_checkpoint_with_the_same_id_is_not_reused(store: CheckpointSt
 # --- rollback: a failed gate never writes into the store --------------------------------------
 
 
+def test_a_reader_waits_while_the_store_is_held_and_then_reads_what_was_put_in(
+    tmp_path: Path, promoted_store: CheckpointStore
+) -> None:
+    # The rehearsal starts its drill with an empty, held store and seeds it afterwards: the
+    # drill's process must read the seeded pointer, never the empty store it found first.
+    held = CheckpointStore(tmp_path / "held")
+    held.root.mkdir()
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from harness.training.checkpoints import CheckpointStore
+        print("reading", flush=True)
+        promoted = CheckpointStore({str(held.root)!r}).promoted()
+        print(promoted.id if promoted else None, flush=True)
+        """
+    )
+    with held.hold():
+        reader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert reader.stdout is not None
+        assert reader.stdout.readline() == "reading\n"
+        time.sleep(0.5)  # time enough to have read an empty store, were it not held
+        assert reader.poll() is None  # still waiting on the lock
+        shutil.copytree(promoted_store.root, held.root, dirs_exist_ok=True)
+    out, _ = reader.communicate(timeout=60)
+    assert reader.returncode == 0
+    assert out.strip() == promoted_store.promoted().id
+
+
 def test_set_aside_leaves_every_byte_of_the_store_unchanged(
     promoted_store: CheckpointStore, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ is in the run log, so a crash at any point leaves the old state or the whole new
 store's lock, completes or drops what an interrupted one left. A failed write is undone: the
 record withdrawn, ``promoting.json`` and the new checkpoint folder removed.
 
+``promoted`` reads under a shared lock (it waits while a writer, or a ``hold``, has the store).
 Reading (``CheckpointStore(...)``, ``promoted``, ``list``, ``snapshot``, ``load_checkpoint``)
 never writes, and refuses links inside the store and files that are not regular
 (``storefiles``); nothing here writes outside the folder it is given.
@@ -125,7 +126,14 @@ class CheckpointStore:
     # --- reading ---------------------------------------------------------------------------
 
     def promoted(self) -> Checkpoint | None:
-        """The promoted checkpoint, verified; ``None`` before the first promotion."""
+        """The promoted checkpoint, verified; ``None`` before the first promotion.
+
+        Read under a shared lock on the root: while a writer (or ``hold``) has the store, this
+        waits, so it never reads a pointer half-way through a promotion or a seeding."""
+        with self._reading():
+            return self._promoted()
+
+    def _promoted(self) -> Checkpoint | None:
         document = self._effective_pointer()
         if document is None:
             return None
@@ -188,6 +196,28 @@ class CheckpointStore:
         return dict(sorted(found.items()))
 
     # --- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A shared lock on the root while it is read; none to take before the root exists (or
+        when the root is not a folder: the read itself then says what is wrong)."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def hold(self) -> contextlib.AbstractContextManager[None]:
+        """The store's exclusive lock, for a caller that fills the store itself: writers and
+        ``promoted`` wait until it is released (the rehearsal seeds its drill's store so, while
+        the drill's process already starts). Not reentrant: do not read the store while holding
+        it."""
+        return self._locked()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
