@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.datasets.capture import open_capture
 from harness.datasets.capture_limits import dataset_problem
 from harness.datasets.interchange.episodes import (
     MAX_EPISODES,
@@ -30,9 +29,8 @@ from harness.datasets.interchange.episodes import (
     Source,
     SourceEpisode,
     SourceError,
+    open_source,
 )
-from harness.datasets.interchange.episodes import renamed as _renamed
-from harness.errors import HarnessError
 
 FIELDS = ("observations", "actions", "rewards", "terminals", "timeouts")
 SCAN_ROWS = 1 << 20  # rows of terminals/timeouts read at a time while looking for episode ends
@@ -82,10 +80,7 @@ def episode_ends(terminals: object, timeouts: object, rows: int, path: Path) -> 
 def open_d4rl(src: str | Path) -> Source:
     """Open the D4RL-style file ``src`` and split it into episodes (from its flags only)."""
     path = Path(src)
-    try:
-        f = open_capture(path)
-    except HarnessError as exc:
-        raise SourceError(_renamed(str(exc), "D4RL-style file")) from None
+    f = open_source(path, "D4RL-style file")
     try:
         data = _flat(f, path)
         rows = int(data["actions"].shape[0])  # type: ignore[attr-defined]

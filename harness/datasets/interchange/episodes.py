@@ -282,6 +282,31 @@ def read_episode(episode: SourceEpisode, file: Path, spaces: Spaces) -> Episode:
     )
 
 
-def renamed(message: str, what: str) -> str:
-    """``open_capture``'s one-line error about a source: what it opened is ``what``."""
-    return message.replace("HDF5 capture", f"HDF5 {what}").replace("capture file", what)
+def open_source(path: Path, what: str) -> Any:
+    """Open the HDF5 source ``path`` as ``open_capture`` opens a capture (a regular file, size
+    checked); its one-line refusal names ``what`` (``"robomimic file"``) as a ``SourceError``."""
+    from harness.datasets.capture import open_capture
+
+    try:
+        return open_capture(path)
+    except HarnessError as exc:
+        message = str(exc).replace("HDF5 capture", f"HDF5 {what}").replace("capture file", what)
+        raise SourceError(message) from None
+
+
+def numbered_groups(parent: Any, pattern: re.Pattern[str], where: str, noun: str) -> list[Any]:
+    """``(number, path in the file, group)`` of ``parent``'s members named by ``pattern`` (its
+    first group the number), in number order; ``where`` prefixes the paths, ``noun`` names them
+    in the refusal of too many."""
+    import h5py
+
+    numbered = sorted((int(m.group(1)), n) for n in parent if (m := pattern.match(n)))
+    if len(numbered) > MAX_EPISODES:
+        raise SourceError(f"more than {MAX_EPISODES:,} {noun}; more than one import can take")
+    found = []
+    for number, name in numbered:
+        group = parent[name]
+        if not isinstance(group, h5py.Group):
+            raise SourceError(f"{where}{name} is not a group")
+        found.append((number, f"{where}{name}", group))
+    return found

@@ -25,15 +25,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.capture import open_capture
 from harness.datasets.interchange.episodes import (
-    MAX_EPISODES,
     Part,
     Source,
     SourceEpisode,
     SourceError,
+    numbered_groups,
+    open_source,
 )
-from harness.datasets.interchange.episodes import renamed as _renamed
 from harness.envs import EnvSpec
 from harness.errors import HarnessError
 from harness.files import MAX_JSON_BYTES, read_regular
@@ -152,26 +151,15 @@ def _episode(group: Any, name: str, number: int) -> SourceEpisode:
 
 def open_minari(src: str | Path) -> Source:
     """Open the Minari dataset at ``src`` (its folder, its ``data/`` folder or the HDF5 file)."""
-    import h5py
 
     folder = data_folder(Path(src))
     document = read_metadata(folder)
     path = folder / DATA_FILE
     env = env_of(document, folder / METADATA_FILE)
+    f = open_source(path, "Minari data file")
     try:
-        f = open_capture(path)
-    except HarnessError as exc:
-        raise SourceError(_renamed(str(exc), "Minari data file")) from None
-    try:
-        numbered = sorted((int(m.group(1)), n) for n in f if (m := _EPISODE.match(n)))
-        if len(numbered) > MAX_EPISODES:
-            raise SourceError(f"more than {MAX_EPISODES:,} episodes; more than one import can take")
-        episodes = []
-        for number, name in numbered:
-            group = f[name]
-            if not isinstance(group, h5py.Group):
-                raise SourceError(f"{name} is not a group")
-            episodes.append(_episode(group, name, number))
+        groups = numbered_groups(f, _EPISODE, "", "episodes")
+        episodes = [_episode(group, name, number) for number, name, group in groups]
     except SourceError as exc:
         f.close()
         raise SourceError(f"{path}: {exc}") from None

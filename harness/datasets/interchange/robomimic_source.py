@@ -24,15 +24,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.datasets.capture import open_capture
 from harness.datasets.interchange.episodes import (
-    MAX_EPISODES,
     Part,
     Source,
     SourceEpisode,
     SourceError,
+    numbered_groups,
+    open_source,
 )
-from harness.datasets.interchange.episodes import renamed as _renamed
 from harness.envs import EnvSpec
 from harness.errors import HarnessError
 from harness.validation import parse_json
@@ -116,23 +115,13 @@ def open_robomimic(src: str | Path, obs_keys: list[str] | None = None) -> Source
     import h5py
 
     path = Path(src)
-    try:
-        f = open_capture(path)
-    except HarnessError as exc:
-        raise SourceError(_renamed(str(exc), "robomimic file")) from None
+    f = open_source(path, "robomimic file")
     try:
         data = f.get("data")
         if not isinstance(data, h5py.Group):
             raise SourceError("no data group")
-        numbered = sorted((int(m.group(1)), n) for n in data if (m := _DEMO.match(n)))
-        if len(numbered) > MAX_EPISODES:
-            raise SourceError(f"more than {MAX_EPISODES:,} demos; more than one import can take")
-        episodes = []
-        for number, name in numbered:
-            group = data[name]
-            if not isinstance(group, h5py.Group):
-                raise SourceError(f"data/{name} is not a group")
-            episodes.append(_episode(group, f"data/{name}", number, obs_keys))
+        groups = numbered_groups(data, _DEMO, "data/", "demos")
+        episodes = [_episode(group, name, number, obs_keys) for number, name, group in groups]
         env = env_of(data, path)
     except SourceError as exc:
         f.close()
