@@ -9,15 +9,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from acceptance.plugin import settings, steps_in_session
-from acceptance.rehearsal import Rehearsal
-from harness.datasets.checksums import ChecksumSheet, load_sheet
-from harness.datasets.manifest import Manifest, load_manifest
-from harness.datasets.registry import DatasetRef
 from harness.errors import HarnessError
+
+# pytest imports this file before ``pytest_configure``, which starts the figure helper: what the
+# fixtures need (numpy and h5py among it, 0.2 s) is imported when they first run.
+if TYPE_CHECKING:
+    from acceptance.rehearsal import Rehearsal
+    from harness.datasets.checksums import ChecksumSheet
+    from harness.datasets.manifest import Manifest
+    from harness.datasets.registry import DatasetRef
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class RehearsalDataset:
 
 @pytest.fixture(scope="session")
 def dataset(request: pytest.FixtureRequest) -> RehearsalDataset:
+    from harness.datasets.checksums import load_sheet
+    from harness.datasets.manifest import load_manifest
+
     ref: DatasetRef = request.param
     try:
         return RehearsalDataset(ref, load_manifest(ref.manifest), load_sheet(ref.checksums))
@@ -52,6 +60,8 @@ def dataset(request: pytest.FixtureRequest) -> RehearsalDataset:
 @pytest.fixture(scope="session")
 def rehearsal(request: pytest.FixtureRequest, dataset: RehearsalDataset) -> Iterator[Rehearsal]:
     """The dataset's runs; its set-up copies the manifest and sheet and writes the overlays."""
+    from acceptance.rehearsal import Rehearsal
+
     opts = settings(request.config)
     base = opts.base_configs[dataset.name]
     # None only for a manifest that cannot be read, which the dataset fixture refused first.

@@ -21,26 +21,23 @@ import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# At module level only what ``pytest_configure`` needs to start the figure helper: this module
+# is imported while pytest starts on one core, and the helper's import of matplotlib fills the
+# other. The rest (0.12 s of imports: jsonschema, the bundle, the controller) is imported by the
+# hooks that use it, after the helper has started (docs/acceptance.md, Speed).
 from acceptance import figure_jobs
-from acceptance.base_config import (
-    BaseConfig,
-    choose_base_config,
-    drill_threshold_option,
-    given_base_config,
-)
-from acceptance.bundle_writer import clear_dataset
 from acceptance.cli_runs import die_with_parent
-from acceptance.session import PROPERTY, ControllerPlugin
 from acceptance.steps import STEP, Step
-from harness.bundle import DEFAULT_BUNDLE
-from harness.bundle.layout import bundle_lock, datasets_in
-from harness.datasets.registry import DEFAULT_DATASET, DatasetRef, resolve
 from harness.errors import HarnessError
 from harness.locking import exclusive
+
+if TYPE_CHECKING:
+    from acceptance.base_config import BaseConfig
+    from harness.datasets.registry import DatasetRef
 
 ACCEPTANCE_DIR = Path(__file__).resolve().parent
 
@@ -81,6 +78,8 @@ def is_controller(config: pytest.Config) -> bool:
 def _resolve_datasets(
     text: str, project: Path, here: Path
 ) -> tuple[list[DatasetRef], dict[str, str]]:
+    from harness.datasets.registry import resolve
+
     refs: list[DatasetRef] = []
     args: dict[str, str] = {}
     parts = [p.strip() for p in text.split(",")]
@@ -110,6 +109,12 @@ def _rehearsal_options(
     config: pytest.Config, datasets: list[DatasetRef], args: dict[str, str]
 ) -> tuple[dict[str, BaseConfig | None], float]:
     """Each dataset's base config and the drill's threshold, or a one-line usage error."""
+    from acceptance.base_config import (
+        choose_base_config,
+        drill_threshold_option,
+        given_base_config,
+    )
+
     try:
         drill = drill_threshold_option(config.getoption("drill_threshold"))
         given = given_base_config(config.getoption("base_config"), config.invocation_params.dir)
@@ -150,11 +155,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    collects_suite = _rehearsal_session(config)
+    active = collects_suite and not config.option.collectonly
+    if active:
+        # Before numpy's first import, here and in every process the session starts (workers,
+        # CLI runs, the figure helper): OpenBLAS's threads would spin for about 0.1 s of CPU in
+        # each, and nothing in a rehearsal does numpy linear algebra worth a thread.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if active and is_controller(config) and not getattr(config.option, "numprocesses", None):
+        # No workers: first of all, a helper process imports matplotlib, while pytest starts
+        # on one core and the other is idle; later it draws the figures (figure_jobs.py).
+        figure_jobs.start_helper()
+    from acceptance.session import ControllerPlugin
+    from harness.bundle import DEFAULT_BUNDLE
+
     project = config.rootpath
     bundle = Path(config.getoption("bundle") or project / DEFAULT_BUNDLE)
     bundle = (bundle if bundle.is_absolute() else config.invocation_params.dir / bundle).resolve()
-    collects_suite = _rehearsal_session(config)
-    active = collects_suite and not config.option.collectonly
     # Resolved for any session that collects the suite (--collect-only too), never for one that
     # only runs the unit tests, which need no dataset.
     datasets, args = (
@@ -188,10 +205,6 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.json_report_file = None
             if config.option.json_report_verbosity is None:
                 config.option.json_report_verbosity = 0  # no "auto-save skipped" line
-    if active and is_controller(config) and not getattr(config.option, "numprocesses", None):
-        # No workers: a helper process imports matplotlib now, while pytest starts on one core
-        # and the other is idle, and later draws the figures (acceptance/figure_jobs.py).
-        figure_jobs.start_helper()
     if active and is_controller(config):
         config.pluginmanager.register(
             ControllerPlugin(config, settings(config)), "rehearsal-bundle-writer"
@@ -213,6 +226,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _dataset_option(config: pytest.Config) -> str:
     """``--dataset``'s text; given but empty (``--dataset=``) is a usage error, not idle_v1."""
+    from harness.datasets.registry import DEFAULT_DATASET
+
     text = config.getoption("dataset")
     if text is None:
         return DEFAULT_DATASET
@@ -235,6 +250,8 @@ def _hold_bundle(bundle: Path, datasets: list[str]) -> contextlib.ExitStack:
         wait_s = -1.0
     if not 0 <= wait_s < float("inf"):
         raise pytest.UsageError(f"{BUNDLE_WAIT_ENV}={text}: not a number of seconds >= 0")
+    from harness.bundle.layout import bundle_lock
+
     locks = contextlib.ExitStack()
     try:
         for name in sorted(datasets):
@@ -274,11 +291,15 @@ def _step_of(item: pytest.Item) -> Step | None:
 
 
 def _dataset_of(item: pytest.Item) -> str | None:
+    from harness.datasets.registry import DatasetRef
+
     ref = getattr(item, "callspec", None) and item.callspec.params.get("dataset")
     return ref.name if isinstance(ref, DatasetRef) else None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from acceptance.session import PROPERTY
+
     for item in items:
         step, name = _step_of(item), _dataset_of(item)
         if step and name:
@@ -344,6 +365,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
+    from acceptance.bundle_writer import clear_dataset
+
     opts = settings(session.config)
     if opts.active and is_controller(session.config):
         try:
@@ -358,6 +381,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def _clear_others(bundle: Path, mine: set[str]) -> None:
     """``--fresh``: clear every other dataset of the bundle, each under its own bundle lock (a
     session rehearsing one into the bundle makes this one stop, as for its own datasets)."""
+    from acceptance.bundle_writer import clear_dataset
+    from harness.bundle.layout import datasets_in
+
     if not bundle.is_dir():
         return
     for name in sorted(datasets_in(bundle) - mine):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from acceptance.plugin import bundle_lock
 from harness.bundle import DatasetFiles, verify_bundle
+from harness.bundle.layout import bundle_lock
 from harness.datasets.curation import add_capture, dataset_lock
 from harness.datasets.manifest import load_manifest, new_manifest
 from harness.datasets.recording import record_capture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,20 @@ def test_the_rerun_command_repeats_the_options_that_chose_what_was_rehearsed() -
     assert _rerun_options({"args": ["acceptance/"]}) == ""
     torchrun = _rerun_options({"args": ["--launcher=torchrun", "--nproc-per-node", "2", "-q"]})
     assert torchrun == " --launcher=torchrun --nproc-per-node=2"
+
+
+# --- start-up -----------------------------------------------------------------------------------
+
+
+def test_the_plugin_and_the_fixtures_import_nothing_heavy() -> None:
+    """pytest imports both before ``pytest_configure``, which starts the figure helper: what they
+    need of numpy, jsonschema or h5py is imported later, while the helper imports matplotlib."""
+    heavy = ("numpy", "jsonschema", "h5py", "yaml", "torch", "matplotlib")
+    code = (
+        "import sys, acceptance.plugin, acceptance.conftest\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() == ""
