@@ -5,7 +5,7 @@ It imports matplotlib at once, while pytest starts and a core is idle, then draw
 sent on stdin, one JSON job per line (``{"draw": "training" | "wall_clock", "args": [...]}``),
 and answers each with one JSON line on stdout: ``{"ok": true}`` or ``{"error": "..."}``. It
 imports nothing else of the harness (no torch, no jsonschema), so it starts in about the time
-matplotlib takes, and exits when stdin closes.
+matplotlib takes. It exits when stdin closes; a session ends it once every answer is in.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def serve() -> None:
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         sys.stdout.write(json.dumps(answer) + "\n")
         sys.stdout.flush()
-    # The session waits for this exit: skip the interpreter's teardown of matplotlib's objects
-    # (0.16-0.21 s, on the rehearsal's critical path). Every figure is written and answered.
+    # Every figure is written and answered: skip the interpreter's teardown of matplotlib's
+    # objects (0.16-0.21 s) for whoever waits for this exit (a session does not: it kills).
     os._exit(0)
 
 

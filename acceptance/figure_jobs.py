@@ -1,16 +1,18 @@
 """Where and when the report's figures are drawn: off the rehearsal's critical path.
 
-Importing matplotlib costs about 1.1 s of CPU and drawing the figures of training about 1.2 s
-more (docs/acceptance.md, Speed). The rehearsal's critical path is pytest's start, step 2, the
-drill, the end; a core is idle while pytest starts (the CLI runs have not begun) and while the
-drill runs (the smoke has ended). So:
+Importing matplotlib and drawing the figures cost about 1.3 s of CPU (docs/acceptance.md, Speed),
+on two cores that the rehearsal otherwise keeps busy from the moment its CLI runs start; a core
+is idle while pytest starts, before they do, and at the end, while the session writes its files.
+So:
 
-- a session without ``-n`` starts the *figure helper* (``acceptance/figure_helper.py``) at once:
-  a process that imports matplotlib while pytest starts, then draws what it is sent; the worker
-  sends it the figures of training while it waits for the drill, the controller the wall-clock
-  figure at the end. It dies with the session, like the CLI runs;
-- with ``-n``, a worker draws the figures of training in a thread while it waits for the drill
-  (a helper per worker would compete with the workers themselves), and the controller imports
+- a session without ``-n`` starts the *figure helper* (``acceptance/figure_helper.py``) first
+  thing in ``pytest_configure``: a process that imports matplotlib while pytest starts, then
+  draws what it is sent. The worker sends it each figure of training as soon as its records are
+  in (step 2's once it trained, the smoke's once it ended), not at the end, where it would be
+  the last thing the session waits for; the controller sends the wall-clock figure at the end.
+  It dies with the session, like the CLI runs;
+- with ``-n``, a worker draws the figures of training in a thread, one job after the other (a
+  helper per worker would compete with the workers themselves), and the controller imports
   matplotlib in a thread (``warm_up``) while it waits for its workers.
 
 Jobs are ``("training", folder, records)`` and ``("wall_clock", folder, rows, metrics)``:
@@ -81,7 +83,13 @@ def _draw_here(job: str, *args: Any) -> None:
 
 
 def _start_thread(target: Any, *args: Any) -> None:
+    # One drawing at a time: pyplot is not thread-safe, and a job skips the figures an earlier
+    # one drew.
+    earlier = _THREADS[-1] if _THREADS else None
+
     def quietly() -> None:
+        if earlier is not None:
+            earlier.join()
         with contextlib.suppress(Exception):  # a failed drawing: the controller redraws
             target(*args)
 
@@ -145,14 +153,14 @@ def wait() -> None:
 
 
 def stop() -> None:
-    """Wait for the drawing, then let the helper exit (its stdin closes)."""
+    """Wait for the drawing, then end the helper: every figure it answered for is written (a
+    session stopped early, by a usage error, need not wait for its import of matplotlib)."""
     wait()
     while _HELPER:
         helper = _HELPER.pop()
-        with contextlib.suppress(OSError):
-            if helper.stdin is not None:
-                helper.stdin.close()
-        try:
-            helper.wait(10)
-        except subprocess.TimeoutExpired:
-            helper.kill()
+        helper.kill()
+        helper.wait()
+        for stream in (helper.stdin, helper.stdout):
+            with contextlib.suppress(OSError):
+                if stream is not None:
+                    stream.close()

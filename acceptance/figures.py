@@ -82,7 +82,7 @@ def _bc_training(path: Path, bc: dict[str, Any]) -> Path:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    save_svg(fig, path)
+    save_svg(fig, path, tight=False)
     return path
 
 
@@ -112,7 +112,7 @@ def _bc_per_action(path: Path, bc: dict[str, Any]) -> Path:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    save_svg(fig, path)
+    save_svg(fig, path, tight=False)
     return path
 
 
@@ -137,7 +137,7 @@ def _smoke_returns(path: Path, ppo: dict[str, Any]) -> Path:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    save_svg(fig, path)
+    save_svg(fig, path, tight=False)
     return path
 
 

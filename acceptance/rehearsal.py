@@ -158,6 +158,7 @@ class Rehearsal:
             )
             self._bc = harness.run_bc_training()
             self._merge("bc_trainer", self._bc.log)
+            self._draw_training()
         return self._bc
 
     # --- step 4's threshold ------------------------------------------------------------------
@@ -280,16 +281,20 @@ class Rehearsal:
                 self.bc()  # the drill needs the BC step's promoted checkpoint
         self.steps.add(run)
         self.start(run)
-        if run == "rollback_drill":
-            # While the drill runs (the smoke has ended: a core is free), this process only
-            # waits: the figures of step 2 and of the smoke are drawn meanwhile, collected at
-            # the end of the session (``close``; acceptance/figure_jobs.py).
-            records = dataset_records(self.bundle, self.name)
-            figure_jobs.in_background("training", self.files.figures, records)
         result = self._cli[run].wait()
         config = self.config() if run == "anneal_smoke" else self.rollback_config()
         self._merge(run, log_path(config.output.log_dir))
+        if run == "anneal_smoke":
+            self._draw_training()
         return result
+
+    def _draw_training(self) -> None:
+        """Send the figures of training whose records are in (step 2's after it trained, the
+        smoke's after it ran) to be drawn in the background, while the runs go on; ``close``
+        collects them (acceptance/figure_jobs.py). Drawn at the end, they would be the last
+        thing the session waits for."""
+        records = dataset_records(self.bundle, self.name)
+        figure_jobs.in_background("training", self.files.figures, records)
 
     def drill_store_before(self) -> tuple[dict[str, str], str | None]:
         """The drill store's file digests and promoted id, taken just before the drill started."""

@@ -29,12 +29,16 @@ def pyplot() -> Any:
     return plt
 
 
-def save_svg(fig: Any, path: Path) -> None:
-    """Write ``fig`` to ``path`` (atomically) as SVG without date metadata, then close it."""
+def save_svg(fig: Any, path: Path, tight: bool = True) -> None:
+    """Write ``fig`` to ``path`` (atomically) as SVG without date metadata, then close it.
+
+    ``tight`` crops the page to what is drawn, at the price of drawing the figure twice (once
+    to measure it); a figure already laid out by ``tight_layout`` fits its page without it."""
     plt = pyplot()
     buffer = io.BytesIO()
+    bbox = {"bbox_inches": "tight"} if tight else {}
     try:
-        fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        fig.savefig(buffer, format="svg", metadata={"Date": None}, **bbox)
     finally:
         plt.close(fig)
     write_bytes_atomic(path, buffer.getvalue())

@@ -3,12 +3,14 @@ records) and the table of key numbers (rounded; saying what the smoke proves and
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from acceptance import figures
+from acceptance import figure_jobs, figures
 from acceptance.junit import junit_properties
 from acceptance.key_numbers import key_numbers
 from harness.bundle import DatasetFiles
@@ -170,3 +172,31 @@ def test_junit_properties_flatten_the_metrics_once() -> None:
         ("metric.exit_code", "3"),
         ("metric.train", '{"steps": 4}'),
     ]
+
+
+def test_figures_drawn_in_threads_are_drawn_one_job_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With -n, a worker sends its figures of training as their records come in (step 2's, then
+    the smoke's), each job to a thread: pyplot is not thread-safe, so the second waits for the
+    first."""
+    active, most, order = [0], [0], []
+    guard = threading.Lock()
+
+    def draw(job: str, *args: Any) -> None:
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)  # long enough for a second thread to start meanwhile
+        order.append(args[0])
+        with guard:
+            active[0] -= 1
+
+    monkeypatch.setattr(figure_jobs, "_draw_here", draw)
+    monkeypatch.setattr(figure_jobs, "_HELPER", [])
+    monkeypatch.delenv(figure_jobs.FIGURES_ENV, raising=False)
+    for k in range(3):
+        figure_jobs.in_background("training", k)
+    figure_jobs.wait()
+    assert order == [0, 1, 2]
+    assert most[0] == 1
