@@ -10,6 +10,8 @@ median of ``repeats`` runs, and varies from run to run with the machine's load.
 
 from __future__ import annotations
 
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,6 +49,18 @@ def wall(args: list[str | Path], repeats: int) -> float:
         t0 = time.perf_counter()
         training.command(args)
         times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def cpu(args: list[str], repeats: int, env: dict[str, str]) -> float:
+    """Median CPU seconds (user + system, every thread) of a fresh ``python`` process run in
+    the environment ``env``."""
+    times = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, *args], check=True, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return statistics.median(times)
 
 
@@ -138,11 +152,17 @@ def startup_section(repeats: int) -> Figures:
     bare = wall(["-c", "pass"], repeats)
     torch_exit = wall(["-c", "import torch"], repeats)
     torch_frozen = wall(["-c", "import torch, gc; gc.freeze()"], repeats)
+    # CPU, not wall-clock: OpenBLAS's threads spin on the other cores.
+    no_blas_env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    blas = cpu(["-c", "import numpy"], repeats, no_blas_env) - cpu(
+        ["-c", "import numpy"], repeats, {**no_blas_env, "OPENBLAS_NUM_THREADS": "1"}
+    )
     probe = [subprocess.run([sys.executable, "-c", METASCHEMA_PROBE], capture_output=True, text=True, check=True, cwd=training.REPO) for _ in range(repeats)]  # fmt: skip
     return {
         "import hypothesis (what its pytest plugin's terminal summary loads)": f"{wall(['-c', 'import hypothesis'], repeats) - bare:.2f} s",
         "checking every harness/schemas file against the metaschema": f"{statistics.median(float(p.stdout) for p in probe):.2f} s",
         "exit of a process that imported torch: its garbage collections (without gc.freeze)": f"{torch_exit - torch_frozen:.2f} s",
+        "CPU of numpy's OpenBLAS threads after its import (without OPENBLAS_NUM_THREADS=1)": f"{blas:.2f} s",
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -339,3 +340,17 @@ def test_building_the_parser_imports_no_heavy_library() -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "[]" and lines[-1] == "[]", lines
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "1"), ("3", "3")])
+def test_the_cli_runs_numpy_s_blas_on_one_thread_unless_told(given: str | None, seen: str) -> None:
+    """OpenBLAS starts a thread per core that spins for about 0.1 s of CPU per process; the
+    ``harness`` command (and run_training.py) asks for one before numpy is imported."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = "import os, harness.cli, numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == seen

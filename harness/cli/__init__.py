@@ -10,8 +10,14 @@ another process held the dataset's lock for too long (nothing written; try again
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+# Before the command modules import numpy: its OpenBLAS starts a thread per core that spins for
+# about 0.1 s of CPU, and the harness does no numpy linear algebra worth a thread (torch trains
+# on one thread as well, training/seeding.py). A value set by the user is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from harness import __version__
 from harness.cli import bundle, capture, config, dataset, preflight, train
