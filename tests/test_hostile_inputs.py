@@ -24,6 +24,7 @@ from harness.datasets.checksums import build_sheet, load_sheet
 from harness.datasets.manifest import load_manifest
 from harness.datasets.quality import inspect_capture
 from harness.errors import HarnessError, SchemaError
+from harness.training import storefiles
 from harness.training.checkpoints import CheckpointStore
 from harness.validation import MAX_DEPTH, load_json
 
@@ -131,6 +132,43 @@ def test_a_fifo_as_promoted_json_is_refused(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "promoted.json")
     with pytest.raises(HarnessError, match=r"promoted\.json: .*not a regular file"):
         within(10, lambda: CheckpointStore(tmp_path).promoted())
+
+
+def test_a_store_document_is_checked_again_whenever_its_bytes_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes that passed their schema are not checked again (a run log is read many times
+    between writes); other bytes of the same file are, and a failure is never remembered."""
+    checked: list[str] = []
+    check = storefiles.check
+    monkeypatch.setattr(
+        storefiles,
+        "check",
+        lambda doc, schema, src: (checked.append(schema), check(doc, schema, src)),
+    )
+    pointer = tmp_path / "promoted.json"
+    good = {
+        "schema_version": 1,
+        "checkpoint": "bc-0123456789ab",
+        "stage": "bc",
+        "path": "checkpoints/bc-0123456789ab",
+        "promoted_at": "2026-11-28T00:00:00Z",
+        "gate": {"test": str(tmp_path)},  # bytes no other test reads
+        "previous": None,
+    }
+    pointer.write_text(json.dumps(good))
+
+    def load() -> Any:
+        return storefiles.load_json_regular(pointer, 4096, "checkpoint pointer", "promoted")
+
+    assert load() == good
+    assert load() == good
+    assert checked == ["promoted"]
+    pointer.write_text(json.dumps({**good, "stage": "not a stage name"}))
+    for attempt in (1, 2):
+        with pytest.raises(HarnessError, match=r"promoted\.json.*stage"):
+            load()
+        assert checked == ["promoted"] * (1 + attempt)
 
 
 def test_oversized_documents_are_refused_before_reading(tmp_path: Path) -> None:
