@@ -293,8 +293,9 @@ class Rehearsal:
         smoke's after it ran) to be drawn in the background, while the runs go on; ``close``
         collects them (acceptance/figure_jobs.py). Drawn at the end, they would be the last
         thing the session waits for."""
-        records = dataset_records(self.bundle, self.name)
-        figure_jobs.in_background("training", self.files.figures, records)
+        if figure_jobs.enabled():
+            records = dataset_records(self.bundle, self.name)
+            figure_jobs.in_background("training", self.files.figures, records)
 
     def drill_store_before(self) -> tuple[dict[str, str], str | None]:
         """The drill store's file digests and promoted id, taken just before the drill started."""
