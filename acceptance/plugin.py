@@ -158,9 +158,8 @@ def pytest_configure(config: pytest.Config) -> None:
     collects_suite = _rehearsal_session(config)
     active = collects_suite and not config.option.collectonly
     if active:
-        # Before numpy's first import, here and in every process the session starts (workers,
-        # CLI runs, the figure helper): OpenBLAS's threads would spin for about 0.1 s of CPU in
-        # each, and nothing in a rehearsal does numpy linear algebra worth a thread.
+        # What harness/cli/__init__.py does for a CLI run, and why; set here before numpy's first
+        # import, it holds for every process the session starts (workers, CLI runs, the helper).
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if active and is_controller(config) and not getattr(config.option, "numprocesses", None):
         # No workers: first of all, a helper process imports matplotlib, while pytest starts
